@@ -1,0 +1,262 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Hazy.Data;
+
+/// <summary>
+/// Reads Fashion-MNIST (Xiao, Rasul and Vollgraf, Zalando Research, 2017): 28×28 grey images of
+/// clothing in 10 classes, stored as IDX files, gzip-compressed or raw.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The files are read into one byte array; a row's features are converted to floats only when a cursor
+/// reads them, so a loaded data set costs one byte per pixel. The returned views can be shuffled.
+/// </para>
+/// <list type="table">
+/// <listheader><term>Output column</term><description>Type and content</description></listheader>
+/// <item><term>Label</term><description>Key of UInt32 with 10 values (label + 1), named by <see cref="ClassNames"/> in its <c>KeyValues</c> annotation.</description></item>
+/// <item><term>Features</term><description>Vector of 784 Single: the pixels row by row, each divided by 255.</description></item>
+/// </list>
+/// </remarks>
+public static class FashionMnist
+{
+    /// <summary>The side of an image in pixels.</summary>
+    public const int ImageSize = 28;
+
+    /// <summary>The environment variable that names a folder holding the four IDX files.</summary>
+    public const string DirectoryVariable = "HAZY_FASHION_MNIST_DIR";
+
+    /// <summary>The folder of Debian's <c>dataset-fashion-mnist</c> package.</summary>
+    public const string DebianDirectory = "/usr/share/datasets/fashion-mnist";
+
+    /// <summary>The repository folder holding the shipped subset (2,000 train and 500 test images).</summary>
+    public const string SubsetRelativePath = "samples/data/fashion-mnist-subset";
+
+    private const int PixelCount = ImageSize * ImageSize;
+    private const int ImagesMagic = 2051;
+    private const int LabelsMagic = 2049;
+    private const int FullTrainCount = 60000;
+
+    private static readonly string[] _classNames =
+    [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ];
+
+    /// <summary>The names of the 10 classes, indexed by the label stored in the files (0-9).</summary>
+    public static IReadOnlyList<string> ClassNames { get; } = Array.AsReadOnly(_classNames);
+
+    /// <summary>Loads one split from an IDX image file and an IDX label file.</summary>
+    /// <param name="mlContext">The ML.NET context.</param>
+    /// <param name="imagesPath">The IDX3 image file (magic number 2051), gzip-compressed or raw.</param>
+    /// <param name="labelsPath">The IDX1 label file (magic number 2049), gzip-compressed or raw.</param>
+    /// <param name="maxRows">When set, only the first <paramref name="maxRows"/> images are read.</param>
+    /// <returns>A data view with columns <c>Label</c> and <c>Features</c>.</returns>
+    /// <exception cref="InvalidDataException">A file is not an IDX file of the expected kind, its images are not
+    /// 28×28, it is truncated, a label is outside 0-9, or the two files hold different numbers of items.</exception>
+    public static IDataView Load(MLContext mlContext, string imagesPath, string labelsPath, int? maxRows = null)
+        => LoadCore(mlContext, imagesPath, labelsPath, maxRows).View;
+
+    /// <summary>
+    /// Loads the train and test splits from <see cref="FindDirectory"/>: the full data set when Debian's
+    /// package is installed, otherwise the subset shipped with the repository.
+    /// </summary>
+    /// <param name="mlContext">The ML.NET context.</param>
+    /// <param name="maxTrainRows">When set, only the first <paramref name="maxTrainRows"/> training images are read.</param>
+    /// <param name="maxTestRows">When set, only the first <paramref name="maxTestRows"/> test images are read.</param>
+    /// <returns>The two splits and where they came from; deconstructs into <c>(train, test)</c>.</returns>
+    /// <exception cref="DirectoryNotFoundException">No folder holds the files.</exception>
+    public static FashionMnistSource LoadDefault(MLContext mlContext, int? maxTrainRows = null, int? maxTestRows = null)
+    {
+        var directory = FindDirectory() ?? throw new DirectoryNotFoundException(
+            $"Fashion-MNIST was not found. Install Debian's package (apt-get install dataset-fashion-mnist, files in {DebianDirectory}), "
+            + $"set {DirectoryVariable} to a folder holding the four IDX files, or run from a clone of the repository, which ships {SubsetRelativePath}.");
+
+        var (train, trainFileRows) = LoadCore(mlContext,
+            ResolveFile(directory, "train-images-idx3-ubyte")!, ResolveFile(directory, "train-labels-idx1-ubyte")!, maxTrainRows);
+        var (test, _) = LoadCore(mlContext,
+            ResolveFile(directory, "t10k-images-idx3-ubyte")!, ResolveFile(directory, "t10k-labels-idx1-ubyte")!, maxTestRows);
+        return new FashionMnistSource(train, test, directory, trainFileRows < FullTrainCount);
+    }
+
+    /// <summary>
+    /// Finds a folder holding the four Fashion-MNIST IDX files (<c>train-images-idx3-ubyte</c>, <c>train-labels-idx1-ubyte</c>,
+    /// <c>t10k-images-idx3-ubyte</c>, <c>t10k-labels-idx1-ubyte</c>, each with or without <c>.gz</c>).
+    /// </summary>
+    /// <remarks>
+    /// Looks, in order, at the folder named by <see cref="DirectoryVariable"/>, at <see cref="DebianDirectory"/>, and at
+    /// <see cref="SubsetRelativePath"/> in the ancestors of the application's directory and of the current directory.
+    /// </remarks>
+    /// <returns>The folder, or null when none holds the files.</returns>
+    /// <exception cref="DirectoryNotFoundException"><see cref="DirectoryVariable"/> is set but its folder lacks the files.</exception>
+    public static string? FindDirectory()
+    {
+        var fromVariable = DataLocations.FromEnvironment(DirectoryVariable);
+        if (fromVariable is not null)
+        {
+            return HasAllFiles(fromVariable) ? Path.GetFullPath(fromVariable) : throw new DirectoryNotFoundException(
+                $"{DirectoryVariable} is '{fromVariable}', but that folder does not hold the four Fashion-MNIST IDX files.");
+        }
+
+        if (HasAllFiles(DebianDirectory))
+        {
+            return DebianDirectory;
+        }
+
+        var subset = DataLocations.FindUpwards(SubsetRelativePath);
+        return subset is not null && HasAllFiles(subset) ? subset : null;
+    }
+
+    private static bool HasAllFiles(string directory)
+        => ResolveFile(directory, "train-images-idx3-ubyte") is not null
+            && ResolveFile(directory, "train-labels-idx1-ubyte") is not null
+            && ResolveFile(directory, "t10k-images-idx3-ubyte") is not null
+            && ResolveFile(directory, "t10k-labels-idx1-ubyte") is not null;
+
+    private static string? ResolveFile(string directory, string name)
+    {
+        var gz = Path.Combine(directory, name + ".gz");
+        if (File.Exists(gz))
+        {
+            return gz;
+        }
+
+        var raw = Path.Combine(directory, name);
+        return File.Exists(raw) ? raw : null;
+    }
+
+    private static (IDataView View, int FileRows) LoadCore(MLContext mlContext, string imagesPath, string labelsPath, int? maxRows)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentException.ThrowIfNullOrEmpty(imagesPath);
+        ArgumentException.ThrowIfNullOrEmpty(labelsPath);
+        if (maxRows is int max)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(max, nameof(maxRows));
+        }
+
+        var (pixels, imageCount) = ReadIdx(imagesPath, ImagesMagic, maxRows);
+        var (labels, labelCount) = ReadIdx(labelsPath, LabelsMagic, maxRows);
+        if (imageCount != labelCount)
+        {
+            throw new InvalidDataException(
+                $"'{imagesPath}' holds {imageCount} images but '{labelsPath}' holds {labelCount} labels; the counts must match.");
+        }
+
+        for (int i = 0; i < labels.Length; i++)
+        {
+            if (labels[i] >= _classNames.Length)
+            {
+                throw new InvalidDataException($"'{labelsPath}': the label of item {i} is {labels[i]}; expected 0 to {_classNames.Length - 1}.");
+            }
+        }
+
+        var (keyType, keyNames) = KeyValueAnnotations.Create(_classNames);
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumn("Label", keyType, keyNames);
+        builder.AddColumn("Features", new VectorDataViewType(NumberDataViewType.Single, PixelCount));
+
+        RowValueGetter<uint> label = (int row, ref uint value) => value = labels[row] + 1u;
+        RowValueGetter<VBuffer<float>> features = (int row, ref VBuffer<float> value) =>
+        {
+            var editor = VBufferEditor.Create(ref value, PixelCount);
+            var source = pixels.AsSpan(row * PixelCount, PixelCount);
+            var destination = editor.Values;
+            for (int i = 0; i < PixelCount; i++)
+            {
+                destination[i] = source[i] / 255f;
+            }
+
+            value = editor.Commit();
+        };
+
+        return (new RandomAccessDataView(builder.ToSchema(), labels.Length, label, features), imageCount);
+    }
+
+    /// <summary>Reads the items of an IDX file: the item count in its header, and the bytes of the first items.</summary>
+    private static (byte[] Items, int Count) ReadIdx(string path, int expectedMagic, int? maxRows)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"The IDX file '{path}' does not exist.", path);
+        }
+
+        using var file = File.OpenRead(path);
+        // Gzip is recognised by its magic bytes, not the file name, so renamed or unpacked files load alike.
+        bool isGzip = file.ReadByte() == 0x1f && file.ReadByte() == 0x8b;
+        file.Position = 0;
+        using var stream = isGzip ? new GZipStream(file, CompressionMode.Decompress) : (Stream)file;
+
+        bool images = expectedMagic == ImagesMagic;
+        var header = new byte[images ? 16 : 8];
+        // The magic number is checked before the rest of the header, whose size depends on it.
+        ReadExactly(stream, header.AsSpan(0, 8), path, "the header");
+        int magic = BinaryPrimitives.ReadInt32BigEndian(header);
+        if (magic != expectedMagic)
+        {
+            throw new InvalidDataException(
+                $"'{path}' is not an IDX {(images ? "image" : "label")} file: expected magic number {expectedMagic}, found {magic}.");
+        }
+
+        int count = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(4));
+        if (count < 0 || count > int.MaxValue / PixelCount)
+        {
+            throw new InvalidDataException($"'{path}' declares {count} items; expected 0 to {int.MaxValue / PixelCount}.");
+        }
+
+        int itemSize = 1;
+        if (images)
+        {
+            ReadExactly(stream, header.AsSpan(8), path, "the header");
+            int rows = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(8));
+            int columns = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(12));
+            if (rows != ImageSize || columns != ImageSize)
+            {
+                throw new InvalidDataException($"'{path}': expected {ImageSize}×{ImageSize} images, found {rows}×{columns}.");
+            }
+
+            itemSize = PixelCount;
+        }
+
+        int read = Math.Min(count, maxRows ?? count);
+        var items = new byte[read * itemSize];
+        ReadExactly(stream, items, path, $"{read} items of {itemSize} bytes");
+        return (items, count);
+    }
+
+    private static void ReadExactly(Stream stream, Span<byte> buffer, string path, string what)
+    {
+        int read;
+        try
+        {
+            read = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"'{path}' is not a valid gzip file: {e.Message}", e);
+        }
+
+        if (read < buffer.Length)
+        {
+            throw new InvalidDataException($"'{path}' is truncated: expected {buffer.Length} bytes for {what}, found {read}.");
+        }
+    }
+}
+
+/// <summary>The Fashion-MNIST splits <see cref="FashionMnist.LoadDefault"/> loaded, and where it found them.</summary>
+/// <param name="Train">The training split (60,000 images in the full data set).</param>
+/// <param name="Test">The test split (10,000 images in the full data set).</param>
+/// <param name="Directory">The folder the IDX files were read from.</param>
+/// <param name="IsSubset">True when the files hold fewer than the full data set's 60,000 training images,
+/// as the subset shipped with the repository does.</param>
+public sealed record FashionMnistSource(IDataView Train, IDataView Test, string Directory, bool IsSubset)
+{
+    /// <summary>Deconstructs into the two splits: <c>var (train, test) = FashionMnist.LoadDefault(mlContext);</c>.</summary>
+    /// <param name="train">The training split.</param>
+    /// <param name="test">The test split.</param>
+    public void Deconstruct(out IDataView train, out IDataView test)
+    {
+        train = Train;
+        test = Test;
+    }
+}
