@@ -1,0 +1,226 @@
+using Microsoft.ML.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Data;
+
+/// <summary>How a label column is turned into a tensor.</summary>
+internal enum LabelKind
+{
+    /// <summary>A key column: class index (key − 1) as int64.</summary>
+    Key,
+    /// <summary>A <see cref="float"/> column (regression target) as float32.</summary>
+    Single,
+    /// <summary>A <see cref="bool"/> column as float32 0 or 1.</summary>
+    Boolean,
+}
+
+/// <summary>One batch of rows as tensors; disposing it frees the tensors.</summary>
+internal sealed class TensorBatch : IDisposable
+{
+    public TensorBatch(Tensor features, Tensor? labels, Tensor? lengths, int count)
+    {
+        Features = features;
+        Labels = labels;
+        Lengths = lengths;
+        Count = count;
+    }
+
+    /// <summary>[B, D] for a fixed-size vector; [B, L, C] when channels are set (L = the longest in the batch for variable lengths).</summary>
+    public Tensor Features { get; }
+
+    public Tensor? Labels { get; }
+
+    /// <summary>Time steps of each row (int64 [B]) when the feature column has a channel layout.</summary>
+    public Tensor? Lengths { get; }
+
+    public int Count { get; }
+
+    public void Dispose()
+    {
+        Features.Dispose();
+        Labels?.Dispose();
+        Lengths?.Dispose();
+    }
+}
+
+/// <summary>
+/// Reads an <see cref="IDataView"/> through a cursor into TorchSharp batches, one batch in memory at a time.
+/// The feature column is a vector of <see cref="float"/>: of known size, or of variable size holding
+/// whole time steps of <c>channels</c> values each (padded with zeros to the longest row of the batch).
+/// </summary>
+internal sealed class DataViewBatcher
+{
+    private readonly IDataView _data;
+    private readonly DataViewSchema.Column _features;
+    private readonly DataViewSchema.Column? _label;
+    private readonly LabelKind _labelKind;
+    private readonly int _channels;
+    private readonly bool _checkFinite;
+
+    public DataViewBatcher(IDataView data, string featureColumn, string? labelColumn, LabelKind labelKind,
+        int channels = 0, bool checkFinite = true)
+    {
+        _data = data ?? throw new ArgumentNullException(nameof(data));
+        _features = SchemaChecks.FloatVectorColumn(data.Schema, featureColumn, requireKnownSize: channels == 0);
+        FeatureSize = ((VectorDataViewType)_features.Type).Size;
+        _channels = channels;
+        if (channels > 0 && FeatureSize > 0 && FeatureSize % channels != 0)
+            throw new ArgumentOutOfRangeException(nameof(channels),
+                $"Column '{featureColumn}' has {FeatureSize} values per row, which is not a whole number of time steps of {channels} channels.");
+        if (labelColumn != null)
+        {
+            _label = SchemaChecks.LabelColumn(data.Schema, labelColumn, labelKind);
+            _labelKind = labelKind;
+        }
+        _checkFinite = checkFinite;
+    }
+
+    /// <summary>Values per row; 0 for a variable-size column.</summary>
+    public int FeatureSize { get; }
+
+    public string FeatureColumnName => _features.Name;
+
+    /// <summary>Rows in the data, counting them with a cursor when the view does not know.</summary>
+    public long CountRows()
+    {
+        long? n = _data.GetRowCount();
+        if (n is long known)
+            return known;
+        long count = 0;
+        using var cursor = _data.GetRowCursor(Array.Empty<DataViewSchema.Column>());
+        while (cursor.MoveNext())
+            count++;
+        return count;
+    }
+
+    /// <summary>Batches in cursor order, or shuffled with <paramref name="shuffleSeed"/>.</summary>
+    public IEnumerable<TensorBatch> GetBatches(int batchSize, int? shuffleSeed, Device device)
+    {
+        if (batchSize <= 0)
+            throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be positive.");
+        var view = _data;
+        if (shuffleSeed is int seed && !_data.CanShuffle)
+            view = new MLContext(seed).Data.ShuffleRows(_data, seed, shufflePoolSize: 4096, shuffleSource: false);
+        var columns = _label is { } l ? new[] { view.Schema[_features.Name], view.Schema[l.Name] } : new[] { view.Schema[_features.Name] };
+        var rand = shuffleSeed is int s && _data.CanShuffle ? new Random(s) : null;
+        using var cursor = view.GetRowCursor(columns, rand);
+        var featureGetter = cursor.GetGetter<VBuffer<float>>(view.Schema[_features.Name]);
+        var labelReader = _label is { } lab ? MakeLabelReader(cursor, view.Schema[lab.Name]) : null;
+
+        var rows = new List<float[]>(batchSize);
+        var labels = new List<float>(batchSize);
+        var buffer = default(VBuffer<float>);
+        long row = 0;
+        while (cursor.MoveNext())
+        {
+            featureGetter(ref buffer);
+            var values = new float[buffer.Length];
+            buffer.CopyTo(values);
+            if (_checkFinite)
+                CheckFinite(values, row);
+            if (FeatureSize == 0 && _channels > 0 && values.Length % _channels != 0)
+                throw new InvalidOperationException(
+                    $"Column '{_features.Name}' row {row} has {values.Length} values, which is not a whole number of time steps of {_channels} channels.");
+            rows.Add(values);
+            if (labelReader != null)
+                labels.Add(labelReader(row));
+            row++;
+            if (rows.Count == batchSize)
+            {
+                yield return MakeBatch(rows, labels, device);
+                rows.Clear();
+                labels.Clear();
+            }
+        }
+        if (rows.Count > 0)
+            yield return MakeBatch(rows, labels, device);
+    }
+
+    private Func<long, float> MakeLabelReader(DataViewRowCursor cursor, DataViewSchema.Column column)
+    {
+        switch (_labelKind)
+        {
+            case LabelKind.Key:
+            {
+                var getter = cursor.GetGetter<uint>(column);
+                uint v = 0;
+                return row =>
+                {
+                    getter(ref v);
+                    if (v == 0)
+                        throw new InvalidOperationException($"Column '{column.Name}' row {row} has a missing key value (0); every training row needs a class.");
+                    return v - 1;
+                };
+            }
+            case LabelKind.Boolean:
+            {
+                var getter = cursor.GetGetter<bool>(column);
+                bool v = false;
+                return _ =>
+                {
+                    getter(ref v);
+                    return v ? 1f : 0f;
+                };
+            }
+            default:
+            {
+                var getter = cursor.GetGetter<float>(column);
+                float v = 0;
+                return row =>
+                {
+                    getter(ref v);
+                    if (!float.IsFinite(v))
+                        throw new InvalidOperationException($"Column '{column.Name}' row {row} has the non-finite label {v}.");
+                    return v;
+                };
+            }
+        }
+    }
+
+    private void CheckFinite(float[] values, long row)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (!float.IsFinite(values[i]))
+                throw new InvalidOperationException(
+                    $"Column '{_features.Name}' row {row} slot {i} is {values[i]}; expected finite values (NaN and infinity are not allowed).");
+        }
+    }
+
+    private TensorBatch MakeBatch(List<float[]> rows, List<float> labels, Device device)
+    {
+        int b = rows.Count;
+        Tensor features;
+        Tensor? lengths = null;
+        if (_channels == 0)
+        {
+            int d = rows[0].Length;
+            var flat = new float[b * d];
+            for (int i = 0; i < b; i++)
+                rows[i].CopyTo(flat, i * d);
+            features = tensor(flat, new long[] { b, d }, device: device);
+        }
+        else
+        {
+            int maxSteps = rows.Max(r => r.Length) / _channels;
+            var flat = new float[b * maxSteps * _channels];
+            var steps = new long[b];
+            for (int i = 0; i < b; i++)
+            {
+                rows[i].CopyTo(flat, i * maxSteps * _channels);
+                steps[i] = rows[i].Length / _channels;
+            }
+            features = tensor(flat, new long[] { b, maxSteps, _channels }, device: device);
+            lengths = tensor(steps, device: device);
+        }
+        Tensor? labelTensor = null;
+        if (_label != null)
+        {
+            labelTensor = _labelKind == LabelKind.Key
+                ? tensor(labels.Select(v => (long)v).ToArray(), device: device)
+                : tensor(labels.ToArray(), device: device);
+        }
+        return new TensorBatch(features, labelTensor, lengths, b);
+    }
+}

@@ -1,0 +1,150 @@
+using Microsoft.ML.Hazy;
+using Microsoft.ML.Hazy.Mlp;
+using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Training;
+
+namespace Microsoft.ML
+{
+    /// <summary>Entry point to Hazy components: <c>mlContext.Hazy()</c>.</summary>
+    public static class HazyMLContextExtensions
+    {
+        /// <summary>The Hazy catalog of this context; its components use the context's seed, log and GPU settings.</summary>
+        public static HazyCatalog Hazy(this MLContext mlContext) => new(mlContext);
+    }
+
+    /// <summary>Hazy trainers as extensions of ML.NET's trainer catalogs.</summary>
+    public static class HazyTrainersCatalogExtensions
+    {
+        /// <summary>A multilayer-perceptron multiclass classifier trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The multiclass trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: a key type.</param>
+        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
+        /// <param name="hiddenLayers">Widths of the hidden layers; default 256 and 128.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static MlpTrainer HazyMlp(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+            int[]? hiddenLayers = null, int numberOfEpochs = 10, double learningRate = 1e-3, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog), HazyCatalog.MakeOptions(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.MulticlassClassification);
+
+        /// <summary>A multilayer-perceptron multiclass classifier with all options.</summary>
+        /// <param name="catalog">The multiclass trainers catalog.</param>
+        /// <param name="options">The trainer's options.</param>
+        public static MlpTrainer HazyMlp(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, MlpTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.MulticlassClassification);
+
+        /// <summary>A multilayer-perceptron binary classifier trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Boolean.</param>
+        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
+        /// <param name="hiddenLayers">Widths of the hidden layers; default 256 and 128.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static MlpTrainer HazyMlp(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+            int[]? hiddenLayers = null, int numberOfEpochs = 10, double learningRate = 1e-3, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog), HazyCatalog.MakeOptions(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.BinaryClassification);
+
+        /// <summary>A multilayer-perceptron binary classifier with all options.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="options">The trainer's options.</param>
+        public static MlpTrainer HazyMlp(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, MlpTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.BinaryClassification);
+
+        /// <summary>A multilayer-perceptron regressor trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Single.</param>
+        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
+        /// <param name="hiddenLayers">Widths of the hidden layers; default 256 and 128.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static MlpTrainer HazyMlp(this RegressionCatalog.RegressionTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+            int[]? hiddenLayers = null, int numberOfEpochs = 10, double learningRate = 1e-3, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog), HazyCatalog.MakeOptions(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.Regression);
+
+        /// <summary>A multilayer-perceptron regressor with all options.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="options">The trainer's options.</param>
+        public static MlpTrainer HazyMlp(this RegressionCatalog.RegressionTrainers catalog, MlpTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.Regression);
+    }
+}
+
+namespace Microsoft.ML.Hazy
+{
+    /// <summary>
+    /// The Hazy components of one <see cref="MLContext"/>, grouped by task. Later capabilities (sequence
+    /// models, slicing, interpretation) hang off this catalog.
+    /// </summary>
+    public sealed class HazyCatalog
+    {
+        internal HazyCatalog(MLContext mlContext)
+        {
+            Environment = HazyEnvironment.From(mlContext);
+            MulticlassClassification = new TaskTrainers(Environment, PredictionKind.MulticlassClassification);
+            BinaryClassification = new TaskTrainers(Environment, PredictionKind.BinaryClassification);
+            Regression = new TaskTrainers(Environment, PredictionKind.Regression);
+        }
+
+        internal HazyEnvironment Environment { get; }
+
+        /// <summary>Multiclass classifiers (key label).</summary>
+        public TaskTrainers MulticlassClassification { get; }
+
+        /// <summary>Binary classifiers (Boolean label).</summary>
+        public TaskTrainers BinaryClassification { get; }
+
+        /// <summary>Regressors (Single label).</summary>
+        public TaskTrainers Regression { get; }
+
+        /// <summary>The trainers for one task.</summary>
+        public sealed class TaskTrainers
+        {
+            private readonly HazyEnvironment _env;
+            private readonly PredictionKind _kind;
+
+            internal TaskTrainers(HazyEnvironment env, PredictionKind kind)
+            {
+                _env = env;
+                _kind = kind;
+            }
+
+            /// <summary>A multilayer perceptron.</summary>
+            /// <param name="labelColumnName">The label column.</param>
+            /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
+            /// <param name="hiddenLayers">Widths of the hidden layers; default 256 and 128.</param>
+            /// <param name="numberOfEpochs">Passes over the data.</param>
+            /// <param name="learningRate">Peak learning rate.</param>
+            /// <param name="batchSize">Rows per step.</param>
+            public MlpTrainer Mlp(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+                int[]? hiddenLayers = null, int numberOfEpochs = 10, double learningRate = 1e-3, int batchSize = 64) =>
+                new(_env, MakeOptions(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize), _kind);
+
+            /// <summary>A multilayer perceptron with all options.</summary>
+            /// <param name="options">The trainer's options.</param>
+            public MlpTrainer Mlp(MlpTrainer.Options options) => new(_env, options, _kind);
+        }
+
+        internal static MlpTrainer.Options MakeOptions(string label, string features, int[]? hidden, int epochs, double lr, int batchSize)
+        {
+            var o = new MlpTrainer.Options
+            {
+                LabelColumnName = label,
+                FeatureColumnName = features,
+                NumberOfEpochs = epochs,
+                LearningRate = lr,
+                BatchSize = batchSize,
+            };
+            if (hidden != null)
+                o.HiddenLayers = hidden;
+            return o;
+        }
+    }
+}

@@ -1,0 +1,165 @@
+using System.Reflection;
+using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Training;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Onnx;
+
+/// <summary>The prediction tasks Hazy trainers solve; it fixes the output columns.</summary>
+public enum PredictionKind
+{
+    /// <summary>Outputs <c>Score</c> (Single).</summary>
+    Regression,
+    /// <summary>Outputs <c>Score</c> (the logit), <c>Probability</c> and <c>PredictedLabel</c> (Boolean).</summary>
+    BinaryClassification,
+    /// <summary>Outputs <c>Score</c> (class probabilities) and <c>PredictedLabel</c> (key with the label's values).</summary>
+    MulticlassClassification,
+}
+
+/// <summary>The key values of a training label, kept so predicted keys map back to the original names.</summary>
+internal sealed class LabelKeyValues
+{
+    private LabelKeyValues(int count, Type? valueType, Array? values)
+    {
+        Count = count;
+        ValueType = valueType;
+        Values = values;
+    }
+
+    /// <summary>Number of classes (the key's cardinality).</summary>
+    public int Count { get; }
+
+    /// <summary>.NET type of the values (string for text), null when the key has no values.</summary>
+    public Type? ValueType { get; }
+
+    /// <summary>The values in key order, or null.</summary>
+    public Array? Values { get; }
+
+    public static LabelKeyValues FromColumn(DataViewSchema.Column label)
+    {
+        var key = (KeyDataViewType)label.Type;
+        if (key.Count == 0 || key.Count > int.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(label), $"Column '{label.Name}' is a key of unknown or unbounded cardinality; expected a key with a known number of classes.");
+        int count = (int)key.Count;
+        var annotation = label.Annotations.Schema.GetColumnOrNull("KeyValues");
+        if (annotation?.Type is not VectorDataViewType vector)
+            return new LabelKeyValues(count, null, null);
+        var raw = vector.ItemType.RawType;
+        var method = typeof(LabelKeyValues).GetMethod(nameof(Read), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(raw);
+        var values = (Array)method.Invoke(null, new object[] { label })!;
+        if (raw == typeof(ReadOnlyMemory<char>))
+            values = values.Cast<ReadOnlyMemory<char>>().Select(v => v.ToString()).ToArray();
+        return new LabelKeyValues(count, values.GetType().GetElementType(), values);
+    }
+
+    /// <summary>Two stand-in values of <paramref name="valueType"/>, for computing an output schema before training.</summary>
+    public static LabelKeyValues Placeholder(Type? valueType)
+    {
+        if (valueType is null)
+            return new LabelKeyValues(2, null, null);
+        var values = Array.CreateInstance(valueType, 2);
+        values.SetValue(valueType == typeof(string) ? "0" : Convert.ChangeType(0, valueType, System.Globalization.CultureInfo.InvariantCulture), 0);
+        values.SetValue(valueType == typeof(string) ? "1" : Convert.ChangeType(1, valueType, System.Globalization.CultureInfo.InvariantCulture), 1);
+        return new LabelKeyValues(2, valueType, values);
+    }
+
+    /// <summary>Display names, for reports.</summary>
+    public string[] Names() =>
+        Values is null ? Enumerable.Range(1, Count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray()
+                       : Values.Cast<object>().Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "").ToArray();
+
+    private static T[] Read<T>(DataViewSchema.Column label)
+    {
+        var buffer = default(VBuffer<T>);
+        label.Annotations.GetValue("KeyValues", ref buffer);
+        return buffer.DenseValues().ToArray();
+    }
+}
+
+/// <summary>
+/// Turns a trained network into a standard ML.NET transformer chain: an <c>OnnxTransformer</c> holding the
+/// exported graph, then built-in column transforms that give the output columns ML.NET's evaluators expect.
+/// </summary>
+internal static class OnnxScoringBridge
+{
+    /// <summary>
+    /// The prediction graph. The per-row graph (what ML.NET's <c>OnnxTransformer</c> runs) takes one row of
+    /// <paramref name="rowShape"/>; the batched graph, for ONNX Runtime and serving engines, takes a leading
+    /// batch dimension and names its outputs Score, Probability and PredictedLabel.
+    /// </summary>
+    public static byte[] BuildGraph(nn.Module network, string inputName, long[] rowShape, PredictionKind kind, bool batched)
+    {
+        var g = new OnnxGraphBuilder("hazy_" + kind.ToString().ToLowerInvariant());
+        string x;
+        if (batched)
+            x = g.AddInput(inputName, OnnxElementType.Float, new long?[] { null }.Concat(rowShape.Select(d => (long?)d)).ToArray());
+        else
+            x = g.Node("Unsqueeze", new[] { g.AddInput(inputName, OnnxElementType.Float, rowShape.Select(d => (long?)d).ToArray()), g.Int64s(0) });
+
+        var y = OnnxModuleExporter.Export(g, network, x);
+        string Row(string v) => batched ? v : g.Node("Squeeze", new[] { v, g.Int64s(0) });
+        long?[] Dims(long? width) => batched ? new long?[] { null, width } : new long?[] { width };
+
+        switch (kind)
+        {
+            case PredictionKind.Regression:
+                g.AddOutput(Row(y), batched ? DefaultColumnNames.Score : ScalarColumns.ScoreVector, OnnxElementType.Float, Dims(1));
+                break;
+            case PredictionKind.BinaryClassification:
+                g.AddOutput(Row(y), batched ? DefaultColumnNames.Score : ScalarColumns.ScoreVector, OnnxElementType.Float, Dims(1));
+                g.AddOutput(Row(g.Node("Sigmoid", new[] { y })), batched ? DefaultColumnNames.Probability : ScalarColumns.ProbabilityVector, OnnxElementType.Float, Dims(1));
+                g.AddOutput(Row(g.Node("Greater", new[] { y, g.Scalar(0f) })), batched ? DefaultColumnNames.PredictedLabel : ScalarColumns.PredictedVector, OnnxElementType.Bool, Dims(1));
+                break;
+            default:
+                g.AddOutput(Row(g.Node("Softmax", new[] { y }, OnnxAttribute.Int("axis", 1))), DefaultColumnNames.Score, OnnxElementType.Float, Dims(null));
+                g.AddOutput(Row(g.Node("ArgMax", new[] { y }, OnnxAttribute.Int("axis", 1), OnnxAttribute.Int("keepdims", 1))),
+                    batched ? DefaultColumnNames.PredictedLabel : ScalarColumns.PredictedVector, OnnxElementType.Int64, Dims(1));
+                break;
+        }
+        return g.ToBytes($"Exported by Microsoft.ML.Hazy: {kind}, input '{inputName}' of shape [{string.Join(", ", rowShape)}].");
+    }
+
+    /// <summary>The built-in ML.NET estimators that serve the per-row graph.</summary>
+    public static IEstimator<ITransformer> CreateScoringEstimator(byte[] rowGraph, string inputName, PredictionKind kind,
+        LabelKeyValues? labelKeys, int? gpuDeviceId, bool fallbackToCpu)
+    {
+        var ml = new MLContext();
+        string[] outputs = kind switch
+        {
+            PredictionKind.Regression => new[] { ScalarColumns.ScoreVector },
+            PredictionKind.BinaryClassification => new[] { ScalarColumns.ScoreVector, ScalarColumns.ProbabilityVector, ScalarColumns.PredictedVector },
+            _ => new[] { DefaultColumnNames.Score, ScalarColumns.PredictedVector },
+        };
+        var onnx = ml.Transforms.ApplyOnnxModel(outputs, new[] { inputName }, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
+        switch (kind)
+        {
+            case PredictionKind.Regression:
+                return onnx.Append(ml.Transforms.CustomMapping<RegressionOnnxOutput, RegressionScalars>(ScalarColumns.Regression, ScalarColumns.RegressionContract))
+                    .Append(ml.Transforms.DropColumns(ScalarColumns.ScoreVector));
+            case PredictionKind.BinaryClassification:
+                return onnx.Append(ml.Transforms.CustomMapping<BinaryOnnxOutput, BinaryScalars>(ScalarColumns.Binary, ScalarColumns.BinaryContract))
+                    .Append(ml.Transforms.DropColumns(ScalarColumns.ScoreVector, ScalarColumns.ProbabilityVector, ScalarColumns.PredictedVector));
+            default:
+                if (labelKeys is null)
+                    throw new ArgumentNullException(nameof(labelKeys));
+                return onnx.Append(ml.Transforms.CustomMapping<ClassIndexOnnxOutput, ClassIndexScalar>(ScalarColumns.ClassIndex, ScalarColumns.ClassIndexContract))
+                    .Append(IndexToKey(ml, labelKeys))
+                    .Append(ml.Transforms.DropColumns(ScalarColumns.PredictedVector, ScalarColumns.PredictedIndex));
+        }
+    }
+
+    /// <summary>Maps class index i to the key whose value is the label's i-th key value.</summary>
+    private static IEstimator<ITransformer> IndexToKey(MLContext ml, LabelKeyValues keys)
+    {
+        Array values = keys.Values ?? Enumerable.Range(1, keys.Count).Select(i => (uint)i).ToArray();
+        var valueType = values.GetType().GetElementType()!;
+        var method = typeof(OnnxScoringBridge).GetMethod(nameof(MapIndex), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(valueType);
+        return (IEstimator<ITransformer>)method.Invoke(null, new object[] { ml, values })!;
+    }
+
+    private static IEstimator<ITransformer> MapIndex<TValue>(MLContext ml, Array values)
+    {
+        var pairs = values.Cast<TValue>().Select((v, i) => new KeyValuePair<long, TValue>(i, v)).ToArray();
+        return ml.Transforms.Conversion.MapValue(DefaultColumnNames.PredictedLabel, pairs, ScalarColumns.PredictedIndex, treatValuesAsKeyType: true);
+    }
+}

@@ -1,0 +1,138 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Onnx;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Training;
+
+/// <summary>One epoch of a finished training run.</summary>
+/// <param name="Epoch">The epoch, from 1.</param>
+/// <param name="TrainLoss">Mean training loss.</param>
+/// <param name="ValidationLoss">Validation loss, when a validation set was given.</param>
+/// <param name="ValidationMetric">Validation accuracy (classification) or RMSE (regression).</param>
+/// <param name="Seconds">Wall-clock seconds the epoch took.</param>
+public sealed record TrainingEpoch(int Epoch, double TrainLoss, double? ValidationLoss, double? ValidationMetric, double Seconds);
+
+/// <summary>
+/// The model a Hazy trainer returns. Scoring, <see cref="ITransformer.GetOutputSchema"/>, row mapping and
+/// <c>mlContext.Model.Save</c> go to <see cref="ScoringChain"/>: a standard ML.NET chain around
+/// <c>OnnxTransformer</c>, so a saved model loads with plain <c>mlContext.Model.Load</c>. The trained
+/// TorchSharp network stays available as <see cref="Network"/> for gradients and continued training.
+/// </summary>
+/// <remarks>
+/// <format type="text/markdown"><![CDATA[
+/// | Output column | Type | Present for |
+/// | -- | -- | -- |
+/// | `Score` | Single, or a vector of Single (class probabilities) | all tasks |
+/// | `Probability` | Single | binary classification |
+/// | `PredictedLabel` | Boolean, or a key with the training label's values | classification |
+/// ]]></format>
+/// </remarks>
+public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDisposable
+{
+    private readonly LabelKeyValues? _labels;
+    private bool _disposed;
+
+    internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, nn.Module<Tensor, Tensor> network,
+        PredictionKind kind, string featureColumnName, long[] rowShape, LabelKeyValues? labels, IReadOnlyList<TrainingEpoch> history, int seed)
+    {
+        ScoringChain = scoringChain;
+        Network = network;
+        Kind = kind;
+        FeatureColumnName = featureColumnName;
+        RowShape = rowShape;
+        _labels = labels;
+        TrainingHistory = history;
+        Seed = seed;
+    }
+
+    /// <summary>The task, which fixes the output columns.</summary>
+    public PredictionKind Kind { get; }
+
+    /// <summary>The feature column the model reads.</summary>
+    public string FeatureColumnName { get; }
+
+    /// <summary>The shape of one row's features as the network sees them.</summary>
+    public IReadOnlyList<long> RowShape { get; }
+
+    /// <summary>The trained TorchSharp network (evaluation mode). Its output is logits (classification) or the prediction.</summary>
+    public nn.Module<Tensor, Tensor> Network { get; }
+
+    /// <summary>The standard ML.NET chain that scores and is saved.</summary>
+    public TransformerChain<ITransformer> ScoringChain { get; }
+
+    /// <summary>Per-epoch losses and metrics of the training run.</summary>
+    public IReadOnlyList<TrainingEpoch> TrainingHistory { get; }
+
+    /// <summary>The seed the run used (weights, dropout, shuffling).</summary>
+    public int Seed { get; }
+
+    /// <summary>Class names in class-index order (multiclass), so index i of <c>Score</c> is <c>ClassNames[i]</c>.</summary>
+    public IReadOnlyList<string> ClassNames => _labels?.Names() ?? Array.Empty<string>();
+
+    /// <inheritdoc/>
+    public bool IsRowToRowMapper => ((ITransformer)ScoringChain).IsRowToRowMapper;
+
+    /// <inheritdoc/>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => ScoringChain.GetOutputSchema(inputSchema);
+
+    /// <inheritdoc/>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => ((ITransformer)ScoringChain).GetRowToRowMapper(inputSchema);
+
+    /// <inheritdoc/>
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        SchemaChecks.FloatVectorColumn(input.Schema, FeatureColumnName, requireKnownSize: true, expectedSize: (int)RowShape.Aggregate(1L, (a, b) => a * b));
+        return ScoringChain.Transform(input);
+    }
+
+    /// <summary>Saves the standard ML.NET chain; loading it needs no Hazy API.</summary>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)ScoringChain).Save(ctx);
+
+    /// <summary>
+    /// Writes the model as an ONNX file with a leading batch dimension: input named after the feature column,
+    /// outputs <c>Score</c>, and for classifiers <c>PredictedLabel</c> (int64 class index, or Boolean) and
+    /// <c>Probability</c> (binary). It runs in ONNX Runtime anywhere, on any of its execution providers.
+    /// </summary>
+    public void SaveAsOnnx(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var bytes = OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, batched: true);
+        stream.Write(bytes);
+    }
+
+    /// <summary>Scores rows with the TorchSharp network in batches: the model's <c>Score</c> for each row.</summary>
+    internal float[][] ScoreWithTorch(IDataView data, int batchSize = 256)
+    {
+        var batcher = new DataViewBatcher(data, FeatureColumnName, null, LabelKind.Single);
+        var device = Network.parameters().First().device;
+        var result = new List<float[]>();
+        Network.eval();
+        using (no_grad())
+        {
+            foreach (var batch in batcher.GetBatches(batchSize, null, device))
+            {
+                using var scope = NewDisposeScope();
+                using var _ = batch;
+                var output = Network.forward(batch.Features);
+                var score = Kind == PredictionKind.MulticlassClassification ? nn.functional.softmax(output, 1) : output;
+                var cpu = score.cpu().to(ScalarType.Float32);
+                int width = (int)cpu.shape[1];
+                var flat = cpu.data<float>().ToArray();
+                for (int i = 0; i < batch.Count; i++)
+                    result.Add(flat.AsSpan(i * width, width).ToArray());
+            }
+        }
+        return result.ToArray();
+    }
+
+    /// <summary>Frees the TorchSharp network.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        _disposed = true;
+        Network.Dispose();
+    }
+}

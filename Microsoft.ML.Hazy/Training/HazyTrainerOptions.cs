@@ -1,0 +1,119 @@
+namespace Microsoft.ML.Hazy.Training;
+
+/// <summary>The optimizers Hazy trainers offer.</summary>
+public enum HazyOptimizer
+{
+    /// <summary>Adam with decoupled weight decay (Loshchilov and Hutter).</summary>
+    AdamW,
+    /// <summary>Adam; weight decay is added to the gradient (L2 penalty).</summary>
+    Adam,
+    /// <summary>Stochastic gradient descent with Nesterov momentum 0.9.</summary>
+    Sgd,
+}
+
+/// <summary>How the learning rate changes over training.</summary>
+public enum LearningRateSchedule
+{
+    /// <summary>Linear warm-up, then constant.</summary>
+    Constant,
+    /// <summary>Linear warm-up, then cosine decay to zero at the last step.</summary>
+    Cosine,
+}
+
+/// <summary>
+/// An optimizer parameter group: the parameters whose names start with <see cref="NamePrefix"/> get
+/// their own learning rate and weight decay (for example state-space parameters with no weight decay).
+/// </summary>
+public sealed class ParameterGroupOptions
+{
+    /// <summary>Prefix of the parameter names (as in <c>named_parameters()</c>) that belong to the group.</summary>
+    public string NamePrefix = "";
+
+    /// <summary>The group's learning rate; null takes the trainer's.</summary>
+    public double? LearningRate;
+
+    /// <summary>The group's weight decay; null takes the trainer's.</summary>
+    public double? WeightDecay;
+}
+
+/// <summary>One progress report from a Hazy trainer, sent after every optimizer step and epoch.</summary>
+/// <param name="Epoch">The current epoch, from 1.</param>
+/// <param name="NumberOfEpochs">The epochs planned.</param>
+/// <param name="Step">The optimizer step within the epoch, from 1.</param>
+/// <param name="StepsPerEpoch">Steps in one epoch.</param>
+/// <param name="TrainLoss">Mean training loss of the epoch so far.</param>
+/// <param name="ValidationLoss">Validation loss at the end of the epoch, when a validation set is given.</param>
+/// <param name="ValidationMetric">Validation metric (accuracy, or RMSE for regression) at the end of the epoch.</param>
+/// <param name="MetricName">Name of <paramref name="ValidationMetric"/>.</param>
+/// <param name="EpochCompleted">True for the report sent at the end of an epoch.</param>
+/// <param name="Elapsed">Time since training started.</param>
+public sealed record TrainingProgress(
+    int Epoch, int NumberOfEpochs, int Step, int StepsPerEpoch, double TrainLoss,
+    double? ValidationLoss, double? ValidationMetric, string MetricName, bool EpochCompleted, TimeSpan Elapsed);
+
+/// <summary>Options every Hazy trainer shares: the training loop, its schedule, validation and control.</summary>
+public abstract class HazyTrainerOptions
+{
+    /// <summary>The label column.</summary>
+    public string LabelColumnName = DefaultColumnNames.Label;
+
+    /// <summary>The feature column: a known-size vector of <see cref="float"/>.</summary>
+    public string FeatureColumnName = DefaultColumnNames.Features;
+
+    /// <summary>Passes over the training data.</summary>
+    public int NumberOfEpochs = 10;
+
+    /// <summary>Rows per optimizer step.</summary>
+    public int BatchSize = 64;
+
+    /// <summary>Peak learning rate.</summary>
+    public double LearningRate = 1e-3;
+
+    /// <summary>Weight decay (decoupled for AdamW).</summary>
+    public double WeightDecay = 1e-4;
+
+    /// <summary>The optimizer.</summary>
+    public HazyOptimizer Optimizer = HazyOptimizer.AdamW;
+
+    /// <summary>The learning-rate schedule.</summary>
+    public LearningRateSchedule Schedule = LearningRateSchedule.Cosine;
+
+    /// <summary>Fraction of all steps spent warming the learning rate up linearly from zero.</summary>
+    public double WarmupFraction = 0.0;
+
+    /// <summary>Parameter groups with their own learning rate and weight decay; other parameters use the trainer's.</summary>
+    public List<ParameterGroupOptions> ParameterGroups = new();
+
+    /// <summary>Data scored after every epoch; its loss drives early stopping.</summary>
+    public IDataView? ValidationSet;
+
+    /// <summary>Stop after this many epochs without a lower validation loss and keep the best weights; 0 disables.</summary>
+    public int EarlyStoppingPatience;
+
+    /// <summary>Clip the gradients' global norm to this value; 0 disables.</summary>
+    public double GradientClipNorm;
+
+    /// <summary>Seed for weights, dropout and shuffling; null draws one from the <see cref="MLContext"/> seed.</summary>
+    public int? Seed;
+
+    /// <summary>Cancels training between optimizer steps with an <see cref="OperationCanceledException"/>.</summary>
+    public CancellationToken CancellationToken;
+
+    /// <summary>Receives a report after every step and epoch (a progress bar, say); may be null.</summary>
+    public IProgress<TrainingProgress>? Progress;
+}
+
+/// <summary>ML.NET's default column names (ML.NET keeps its own constants internal).</summary>
+public static class DefaultColumnNames
+{
+    /// <summary>"Label".</summary>
+    public const string Label = "Label";
+    /// <summary>"Features".</summary>
+    public const string Features = "Features";
+    /// <summary>"Score".</summary>
+    public const string Score = "Score";
+    /// <summary>"Probability".</summary>
+    public const string Probability = "Probability";
+    /// <summary>"PredictedLabel".</summary>
+    public const string PredictedLabel = "PredictedLabel";
+}

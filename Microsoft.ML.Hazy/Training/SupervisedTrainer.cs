@@ -1,0 +1,164 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Training;
+
+/// <summary>Builds a network for <paramref name="inputSize"/> features and <paramref name="outputSize"/> outputs.</summary>
+internal delegate nn.Module<Tensor, Tensor> NetworkFactory(int inputSize, int outputSize);
+
+/// <summary>
+/// What every supervised Hazy trainer does around its network: check the columns, train with the shared
+/// loop, export to ONNX and wrap the standard ML.NET scoring chain. A trainer contributes only its network.
+/// </summary>
+internal static class SupervisedTrainer
+{
+    public static HazyPredictionTransformer Fit(HazyEnvironment env, string componentName, HazyTrainerOptions options,
+        PredictionKind kind, IDataView input, NetworkFactory createNetwork)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var host = env.Env.Register(componentName);
+        using var ch = host.Start("Training");
+        var labelKind = LabelKindOf(kind);
+        var train = new DataViewBatcher(input, options.FeatureColumnName, options.LabelColumnName, labelKind);
+        int inputSize = train.FeatureSize;
+        LabelKeyValues? labels = null;
+        int outputs = 1;
+        if (kind == PredictionKind.MulticlassClassification)
+        {
+            labels = LabelKeyValues.FromColumn(input.Schema[options.LabelColumnName]);
+            outputs = labels.Count;
+        }
+        CheckClasses(input, options.LabelColumnName, kind, labels);
+
+        DataViewBatcher? validation = null;
+        if (options.ValidationSet is { } valid)
+        {
+            validation = new DataViewBatcher(valid, options.FeatureColumnName, options.LabelColumnName, labelKind);
+            if (validation.FeatureSize != inputSize)
+                throw new ArgumentOutOfRangeException(nameof(options),
+                    $"Column '{options.FeatureColumnName}' of the validation set has {validation.FeatureSize} values per row; expected {inputSize} as in the training data.");
+            if (labels != null && LabelKeyValues.FromColumn(valid.Schema[options.LabelColumnName]).Count != labels.Count)
+                throw new ArgumentOutOfRangeException(nameof(options),
+                    $"Column '{options.LabelColumnName}' of the validation set has a different number of classes than the training data; map both with the same MapValueToKey transformer.");
+        }
+
+        int seed = options.Seed ?? host.Rand.Next();
+        var device = DevicePolicy.Resolve(env.GpuDeviceId, env.FallbackToCpu, w => ch.Warning(MessageSensitivity.None, w));
+        ch.Info(MessageSensitivity.None, $"Training {componentName} ({kind}) on {device.type} with seed {seed}: {inputSize} features, {outputs} output(s).");
+        manual_seed(seed);
+        var network = createNetwork(inputSize, outputs);
+        network.to(device);
+        var summary = TrainingLoop.Run(network, b => network.forward(b.Features), Objectives.For(kind), train, validation, options, seed, device, ch);
+
+        var rowShape = new long[] { inputSize };
+        var rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, kind, batched: false);
+        var fitted = OnnxScoringBridge
+            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, kind, labels, env.GpuDeviceId, env.FallbackToCpu)
+            .Fit(input);
+        var chain = new TransformerChain<ITransformer>(((IEnumerable<ITransformer>)fitted).ToArray());
+        ch.Info(MessageSensitivity.None, $"Trained in {summary.Seconds:F1} s; exported an ONNX graph of {rowGraph.Length / 1024.0:F0} KiB.");
+        var history = summary.Epochs.Select(e => new TrainingEpoch(e.Epoch, e.TrainLoss, e.ValidationLoss, e.ValidationMetric, e.Seconds)).ToArray();
+        return new HazyPredictionTransformer(chain, network, kind, options.FeatureColumnName, rowShape, labels, history, seed);
+    }
+
+    /// <summary>
+    /// The output schema before training, computed by the same built-in estimators the trained model uses
+    /// (with a placeholder network), so it cannot drift from the fitted transformer's.
+    /// </summary>
+    public static SchemaShape GetOutputSchema(SchemaShape inputSchema, HazyTrainerOptions options, PredictionKind kind)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        var features = FindShape(inputSchema, options.FeatureColumnName, "a known-size vector of Single");
+        if (features.Kind != SchemaShape.Column.VectorKind.Vector || features.ItemType != NumberDataViewType.Single)
+            throw new ArgumentOutOfRangeException(nameof(inputSchema),
+                $"Column '{options.FeatureColumnName}' has type {features.Kind} of {features.ItemType}; expected a known-size vector of Single.");
+        var label = FindShape(inputSchema, options.LabelColumnName, ExpectedLabel(kind));
+        bool labelOk = kind switch
+        {
+            PredictionKind.MulticlassClassification => label.IsKey && label.Kind == SchemaShape.Column.VectorKind.Scalar,
+            PredictionKind.BinaryClassification => label.ItemType == BooleanDataViewType.Instance && label.Kind == SchemaShape.Column.VectorKind.Scalar,
+            _ => label.ItemType == NumberDataViewType.Single && label.Kind == SchemaShape.Column.VectorKind.Scalar,
+        };
+        if (!labelOk)
+            throw new ArgumentOutOfRangeException(nameof(inputSchema),
+                $"Column '{options.LabelColumnName}' has type {label.Kind} of {label.ItemType}; expected {ExpectedLabel(kind)}.");
+
+        LabelKeyValues? placeholder = kind == PredictionKind.MulticlassClassification ? PlaceholderKeys(label) : null;
+        using var network = nn.Linear(1, placeholder?.Count ?? 1);
+        var graph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, new long[] { 1 }, kind, batched: false);
+        return OnnxScoringBridge.CreateScoringEstimator(graph, options.FeatureColumnName, kind, placeholder, null, true).GetOutputSchema(inputSchema);
+    }
+
+    private static LabelKind LabelKindOf(PredictionKind kind) => kind switch
+    {
+        PredictionKind.MulticlassClassification => LabelKind.Key,
+        PredictionKind.BinaryClassification => LabelKind.Boolean,
+        _ => LabelKind.Single,
+    };
+
+    private static string ExpectedLabel(PredictionKind kind) => kind switch
+    {
+        PredictionKind.MulticlassClassification => "a key type (use MapValueToKey on the label)",
+        PredictionKind.BinaryClassification => "Boolean",
+        _ => "Single",
+    };
+
+    private static SchemaShape.Column FindShape(SchemaShape schema, string name, string expected)
+    {
+        foreach (var c in schema)
+        {
+            if (c.Name == name)
+                return c;
+        }
+        throw new ArgumentOutOfRangeException(nameof(schema), $"Column '{name}' not found in the input schema; expected {expected}.");
+    }
+
+    private static LabelKeyValues PlaceholderKeys(SchemaShape.Column label)
+    {
+        // The key count and values are unknown before Fit; only the value type shapes the output schema.
+        Type? valueType = null;
+        foreach (var a in label.Annotations)
+        {
+            if (a.Name == "KeyValues")
+                valueType = a.ItemType is TextDataViewType ? typeof(string) : a.ItemType.RawType;
+        }
+        return LabelKeyValues.Placeholder(valueType);
+    }
+
+    private static void CheckClasses(IDataView data, string labelColumn, PredictionKind kind, LabelKeyValues? labels)
+    {
+        if (kind == PredictionKind.Regression)
+            return;
+        if (labels != null && labels.Count < 2)
+            throw new ArgumentOutOfRangeException(nameof(data), $"Column '{labelColumn}' has {labels.Count} class; expected at least 2 classes.");
+        var column = data.Schema[labelColumn];
+        var seen = new HashSet<ulong>();
+        using var cursor = data.GetRowCursor(new[] { column });
+        if (kind == PredictionKind.BinaryClassification)
+        {
+            var getter = cursor.GetGetter<bool>(column);
+            bool v = false;
+            while (cursor.MoveNext() && seen.Count < 2)
+            {
+                getter(ref v);
+                seen.Add(v ? 1UL : 0UL);
+            }
+        }
+        else
+        {
+            var getter = cursor.GetGetter<uint>(column);
+            uint v = 0;
+            while (cursor.MoveNext() && seen.Count < 2)
+            {
+                getter(ref v);
+                seen.Add(v);
+            }
+        }
+        if (seen.Count == 1)
+            throw new ArgumentOutOfRangeException(nameof(data), $"Column '{labelColumn}' has a single class in the training data; expected at least 2 classes.");
+    }
+}

@@ -1,0 +1,255 @@
+using System.Diagnostics;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Training;
+
+/// <summary>What a task contributes to the shared loop: its loss and its validation metric.</summary>
+internal interface ITrainingObjective
+{
+    /// <summary>Mean loss of a batch, for the backward pass.</summary>
+    Tensor Loss(Tensor output, TensorBatch batch);
+
+    /// <summary>The metric's per-batch sum (correct predictions, squared errors).</summary>
+    double MetricSum(Tensor output, TensorBatch batch);
+
+    /// <summary>The metric over a whole set from its sum and the row count.</summary>
+    double FinishMetric(double sum, long rows);
+
+    string MetricName { get; }
+}
+
+/// <summary>One epoch's numbers.</summary>
+internal sealed record EpochSummary(int Epoch, double TrainLoss, double? ValidationLoss, double? ValidationMetric, double Seconds);
+
+/// <summary>What a training run did.</summary>
+internal sealed record TrainingSummary(IReadOnlyList<EpochSummary> Epochs, int BestEpoch, bool StoppedEarly, double Seconds);
+
+/// <summary>
+/// The training loop every Hazy trainer uses: shuffled mini-batches, an optimizer with parameter groups,
+/// warm-up and cosine schedule per step, gradient clipping, validation and early stopping with the best
+/// weights restored, progress to <see cref="MLContext.Log"/> and <see cref="HazyTrainerOptions.Progress"/>,
+/// and cancellation between steps.
+/// </summary>
+internal static class TrainingLoop
+{
+    public static TrainingSummary Run(
+        nn.Module model,
+        Func<TensorBatch, Tensor> forward,
+        ITrainingObjective objective,
+        DataViewBatcher train,
+        DataViewBatcher? validation,
+        HazyTrainerOptions options,
+        int seed,
+        Device device,
+        IChannel channel)
+    {
+        Validate(options);
+        long rows = train.CountRows();
+        if (rows == 0)
+            throw new InvalidOperationException("The training data is empty: no rows to train on.");
+        int stepsPerEpoch = (int)((rows + options.BatchSize - 1) / options.BatchSize);
+        long totalSteps = (long)stepsPerEpoch * options.NumberOfEpochs;
+        long warmupSteps = (long)Math.Round(options.WarmupFraction * totalSteps);
+
+        using var optimizer = CreateOptimizer(model, options, channel);
+        var groups = optimizer.ParamGroups.ToList();
+        var baseRates = groups.Select(g => g.LearningRate).ToArray();
+        var parameters = model.parameters().ToArray();
+
+        var history = new List<EpochSummary>();
+        var clock = Stopwatch.StartNew();
+        double bestLoss = double.PositiveInfinity;
+        int bestEpoch = 0, sinceBest = 0;
+        Dictionary<string, Tensor>? bestWeights = null;
+        bool stoppedEarly = false;
+        long step = 0;
+        try
+        {
+            for (int epoch = 1; epoch <= options.NumberOfEpochs; epoch++)
+            {
+                var epochClock = Stopwatch.StartNew();
+                model.train();
+                double lossSum = 0;
+                long seen = 0;
+                int stepInEpoch = 0;
+                foreach (var batch in train.GetBatches(options.BatchSize, seed + epoch, device))
+                {
+                    options.CancellationToken.ThrowIfCancellationRequested();
+                    using var scope = NewDisposeScope();
+                    using var _ = batch;
+                    double factor = LearningRateFactor(step, warmupSteps, totalSteps, options.Schedule);
+                    for (int g = 0; g < groups.Count; g++)
+                        groups[g].LearningRate = baseRates[g] * factor;
+                    optimizer.zero_grad();
+                    var loss = objective.Loss(forward(batch), batch);
+                    loss.backward();
+                    if (options.GradientClipNorm > 0)
+                        nn.utils.clip_grad_norm_(parameters, options.GradientClipNorm);
+                    optimizer.step();
+                    double l = loss.item<float>();
+                    if (!double.IsFinite(l))
+                        throw new InvalidOperationException($"The training loss became {l} at epoch {epoch}, step {stepInEpoch + 1}; lower the learning rate.");
+                    lossSum += l * batch.Count;
+                    seen += batch.Count;
+                    step++;
+                    stepInEpoch++;
+                    options.Progress?.Report(new TrainingProgress(epoch, options.NumberOfEpochs, stepInEpoch, stepsPerEpoch,
+                        lossSum / seen, null, null, objective.MetricName, false, clock.Elapsed));
+                }
+
+                double trainLoss = lossSum / Math.Max(1, seen);
+                double? validLoss = null, validMetric = null;
+                if (validation != null)
+                {
+                    (validLoss, validMetric) = Evaluate(model, forward, objective, validation, options.BatchSize, device);
+                    if (validLoss < bestLoss)
+                    {
+                        bestLoss = validLoss.Value;
+                        bestEpoch = epoch;
+                        sinceBest = 0;
+                        if (options.EarlyStoppingPatience > 0)
+                        {
+                            DisposeAll(bestWeights);
+                            bestWeights = Snapshot(model);
+                        }
+                    }
+                    else
+                    {
+                        sinceBest++;
+                    }
+                }
+                else
+                {
+                    bestEpoch = epoch;
+                }
+                history.Add(new EpochSummary(epoch, trainLoss, validLoss, validMetric, epochClock.Elapsed.TotalSeconds));
+                channel.Info(MessageSensitivity.None,
+                    $"Epoch {epoch}/{options.NumberOfEpochs}: train loss {trainLoss:G5}" +
+                    (validLoss is double vl ? $", validation loss {vl:G5}, validation {objective.MetricName} {validMetric:G5}" : "") +
+                    $" ({epochClock.Elapsed.TotalSeconds:F1} s)");
+                options.Progress?.Report(new TrainingProgress(epoch, options.NumberOfEpochs, stepInEpoch, stepsPerEpoch,
+                    trainLoss, validLoss, validMetric, objective.MetricName, true, clock.Elapsed));
+
+                if (options.EarlyStoppingPatience > 0 && validation != null && sinceBest >= options.EarlyStoppingPatience)
+                {
+                    stoppedEarly = epoch < options.NumberOfEpochs;
+                    channel.Info(MessageSensitivity.None,
+                        $"Early stopping after epoch {epoch}: no lower validation loss for {sinceBest} epoch(s); keeping epoch {bestEpoch}.");
+                    break;
+                }
+            }
+            if (bestWeights != null)
+                model.load_state_dict(bestWeights);
+        }
+        finally
+        {
+            DisposeAll(bestWeights);
+        }
+        model.eval();
+        return new TrainingSummary(history, bestEpoch, stoppedEarly, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Mean loss and the metric over a whole data set, without gradients.</summary>
+    public static (double Loss, double Metric) Evaluate(nn.Module model, Func<TensorBatch, Tensor> forward,
+        ITrainingObjective objective, DataViewBatcher data, int batchSize, Device device)
+    {
+        bool wasTraining = model.training;
+        model.eval();
+        double lossSum = 0, metricSum = 0;
+        long n = 0;
+        using (no_grad())
+        {
+            foreach (var batch in data.GetBatches(batchSize, null, device))
+            {
+                using var scope = NewDisposeScope();
+                using var _ = batch;
+                var output = forward(batch);
+                lossSum += objective.Loss(output, batch).item<float>() * batch.Count;
+                metricSum += objective.MetricSum(output, batch);
+                n += batch.Count;
+            }
+        }
+        if (wasTraining)
+            model.train();
+        if (n == 0)
+            throw new InvalidOperationException("The validation data is empty.");
+        return (lossSum / n, objective.FinishMetric(metricSum, n));
+    }
+
+    /// <summary>Linear warm-up to 1, then constant or half-cosine decay to 0 at the last step.</summary>
+    public static double LearningRateFactor(long step, long warmupSteps, long totalSteps, LearningRateSchedule schedule)
+    {
+        if (step < warmupSteps)
+            return (step + 1.0) / warmupSteps;
+        if (schedule == LearningRateSchedule.Constant || totalSteps <= warmupSteps)
+            return 1.0;
+        double progress = (double)(step - warmupSteps) / (totalSteps - warmupSteps);
+        return 0.5 * (1 + Math.Cos(Math.PI * progress));
+    }
+
+    /// <summary>Assigns each named parameter to the first group whose prefix matches; the rest form the default group.</summary>
+    public static optim.Optimizer CreateOptimizer(nn.Module model, HazyTrainerOptions options, IChannel? channel = null)
+    {
+        var buckets = options.ParameterGroups.Select(_ => new List<Parameter>()).ToList();
+        var rest = new List<Parameter>();
+        foreach (var (name, p) in model.named_parameters())
+        {
+            if (!p.requires_grad)
+                continue;
+            int g = options.ParameterGroups.FindIndex(o => name.StartsWith(o.NamePrefix, StringComparison.Ordinal));
+            (g >= 0 ? buckets[g] : rest).Add(p);
+        }
+        var specs = new List<(List<Parameter> Params, double Lr, double Wd, string Name)>();
+        if (rest.Count > 0)
+            specs.Add((rest, options.LearningRate, options.WeightDecay, "default"));
+        for (int i = 0; i < buckets.Count; i++)
+        {
+            if (buckets[i].Count == 0)
+                continue;
+            var o = options.ParameterGroups[i];
+            specs.Add((buckets[i], o.LearningRate ?? options.LearningRate, o.WeightDecay ?? options.WeightDecay, $"'{o.NamePrefix}*'"));
+        }
+        if (specs.Count == 0)
+            throw new InvalidOperationException("The model has no trainable parameters.");
+        foreach (var s in specs)
+            channel?.Trace(MessageSensitivity.None, $"Parameter group {s.Name}: {s.Params.Count} tensors, lr {s.Lr}, weight decay {s.Wd}");
+
+        return options.Optimizer switch
+        {
+            HazyOptimizer.AdamW => optim.AdamW(specs.Select(s => new AdamW.ParamGroup(s.Params, lr: s.Lr, weight_decay: s.Wd)), options.LearningRate),
+            HazyOptimizer.Adam => optim.Adam(specs.Select(s => new Adam.ParamGroup(s.Params, lr: s.Lr, weight_decay: s.Wd)), options.LearningRate),
+            _ => optim.SGD(specs.Select(s => new SGD.ParamGroup(s.Params, lr: s.Lr, momentum: 0.9, weight_decay: s.Wd, nesterov: true)), options.LearningRate),
+        };
+    }
+
+    private static void Validate(HazyTrainerOptions o)
+    {
+        if (o.NumberOfEpochs <= 0)
+            throw new ArgumentOutOfRangeException(nameof(o.NumberOfEpochs), o.NumberOfEpochs, "NumberOfEpochs must be positive.");
+        if (o.BatchSize <= 0)
+            throw new ArgumentOutOfRangeException(nameof(o.BatchSize), o.BatchSize, "BatchSize must be positive.");
+        if (!(o.LearningRate > 0) || !double.IsFinite(o.LearningRate))
+            throw new ArgumentOutOfRangeException(nameof(o.LearningRate), o.LearningRate, "LearningRate must be a positive number.");
+        if (o.WeightDecay < 0)
+            throw new ArgumentOutOfRangeException(nameof(o.WeightDecay), o.WeightDecay, "WeightDecay must not be negative.");
+        if (o.WarmupFraction < 0 || o.WarmupFraction > 1)
+            throw new ArgumentOutOfRangeException(nameof(o.WarmupFraction), o.WarmupFraction, "WarmupFraction must be within [0, 1].");
+        if (o.EarlyStoppingPatience < 0)
+            throw new ArgumentOutOfRangeException(nameof(o.EarlyStoppingPatience), o.EarlyStoppingPatience, "EarlyStoppingPatience must not be negative.");
+    }
+
+    private static Dictionary<string, Tensor> Snapshot(nn.Module model) =>
+        model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+
+    private static void DisposeAll(Dictionary<string, Tensor>? tensors)
+    {
+        if (tensors == null)
+            return;
+        foreach (var t in tensors.Values)
+            t.Dispose();
+    }
+}
