@@ -83,11 +83,11 @@ internal sealed class LabelKeyValues
 internal static class OnnxScoringBridge
 {
     /// <summary>
-    /// The prediction graph. The per-row graph (what ML.NET's <c>OnnxTransformer</c> runs) takes one row of
+    /// The prediction graph (<paramref name="classes"/> is the width of a multiclass score; ignored otherwise). The per-row graph (what ML.NET's <c>OnnxTransformer</c> runs) takes one row of
     /// <paramref name="rowShape"/>; the batched graph, for ONNX Runtime and serving engines, takes a leading
     /// batch dimension and names its outputs Score, Probability and PredictedLabel.
     /// </summary>
-    public static byte[] BuildGraph(nn.Module network, string inputName, long[] rowShape, PredictionKind kind, bool batched)
+    public static byte[] BuildGraph(nn.Module network, string inputName, long[] rowShape, PredictionKind kind, int classes, bool batched)
     {
         var g = new OnnxGraphBuilder("hazy_" + kind.ToString().ToLowerInvariant());
         string x;
@@ -111,7 +111,7 @@ internal static class OnnxScoringBridge
                 g.AddOutput(Row(g.Node("Greater", new[] { y, g.Scalar(0f) })), batched ? DefaultColumnNames.PredictedLabel : ScalarColumns.PredictedVector, OnnxElementType.Bool, Dims(1));
                 break;
             default:
-                g.AddOutput(Row(g.Node("Softmax", new[] { y }, OnnxAttribute.Int("axis", 1))), DefaultColumnNames.Score, OnnxElementType.Float, Dims(null));
+                g.AddOutput(Row(g.Node("Softmax", new[] { y }, OnnxAttribute.Int("axis", 1))), DefaultColumnNames.Score, OnnxElementType.Float, Dims(classes));
                 g.AddOutput(Row(g.Node("ArgMax", new[] { y }, OnnxAttribute.Int("axis", 1), OnnxAttribute.Int("keepdims", 1))),
                     batched ? DefaultColumnNames.PredictedLabel : ScalarColumns.PredictedVector, OnnxElementType.Int64, Dims(1));
                 break;

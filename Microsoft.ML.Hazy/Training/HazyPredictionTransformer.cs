@@ -98,7 +98,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     public void SaveAsOnnx(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        var bytes = OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, batched: true);
+        var bytes = OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, _labels?.Count ?? 1, batched: true);
         stream.Write(bytes);
     }
 

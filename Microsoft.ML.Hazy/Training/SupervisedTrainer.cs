@@ -55,9 +55,9 @@ internal static class SupervisedTrainer
         var summary = TrainingLoop.Run(network, b => network.forward(b.Features), Objectives.For(kind), train, validation, options, seed, device, ch);
 
         var rowShape = new long[] { inputSize };
-        var rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, kind, batched: false);
+        var rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, kind, outputs, batched: false);
         var fitted = OnnxScoringBridge
-            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, kind, labels, env.GpuDeviceId, env.FallbackToCpu)
+            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, kind, labels, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu)
             .Fit(input);
         var chain = new TransformerChain<ITransformer>(((IEnumerable<ITransformer>)fitted).ToArray());
         ch.Info(MessageSensitivity.None, $"Trained in {summary.Seconds:F1} s; exported an ONNX graph of {rowGraph.Length / 1024.0:F0} KiB.");
@@ -89,7 +89,7 @@ internal static class SupervisedTrainer
 
         LabelKeyValues? placeholder = kind == PredictionKind.MulticlassClassification ? PlaceholderKeys(label) : null;
         using var network = nn.Linear(1, placeholder?.Count ?? 1);
-        var graph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, new long[] { 1 }, kind, batched: false);
+        var graph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, new long[] { 1 }, kind, placeholder?.Count ?? 1, batched: false);
         return OnnxScoringBridge.CreateScoringEstimator(graph, options.FeatureColumnName, kind, placeholder, null, true).GetOutputSchema(inputSchema);
     }
 

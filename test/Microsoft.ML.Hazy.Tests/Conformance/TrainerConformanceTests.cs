@@ -53,6 +53,16 @@ public abstract class TrainerConformanceTests
         }
         foreach (var name in ExpectedOutputs())
             Assert.That(actual.GetColumnOrNull(name), Is.Not.Null, $"output column '{name}'");
+        if (Kind == PredictionKind.MulticlassClassification)
+        {
+            var classes = ((KeyDataViewType)data.Schema[LabelColumn].Type).Count;
+            Assert.That(((VectorDataViewType)actual["Score"].Type).Size, Is.EqualTo(classes), "Score has one slot per class");
+            Assert.That(((KeyDataViewType)actual["PredictedLabel"].Type).Count, Is.EqualTo(classes), "PredictedLabel has the label's cardinality");
+        }
+        else
+        {
+            Assert.That(actual["Score"].Type, Is.EqualTo(NumberDataViewType.Single), "Score is a scalar");
+        }
     }
 
     [Test]
