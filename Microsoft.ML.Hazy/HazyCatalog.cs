@@ -1,6 +1,7 @@
 using Microsoft.ML.Hazy;
 using Microsoft.ML.Hazy.Mlp;
 using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Sequence;
 using Microsoft.ML.Hazy.Training;
 
 namespace Microsoft.ML
@@ -74,6 +75,93 @@ namespace Microsoft.ML
         /// <param name="options">The trainer's options.</param>
         public static MlpTrainer HazyMlp(this RegressionCatalog.RegressionTrainers catalog, MlpTrainer.Options options) =>
             new(HazyEnvironment.From((object)catalog), options, PredictionKind.Regression);
+
+        /// <summary>An S4D sequence multiclass classifier (diagonal state-space layers) trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The multiclass trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: a key type.</param>
+        /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
+        /// <param name="channels">Values per time step.</param>
+        /// <param name="modelDimension">The model width H.</param>
+        /// <param name="numberOfLayers">The number of S4D blocks.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static SequenceTrainer HazyS4D(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
+            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog),
+                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.MulticlassClassification);
+
+        /// <summary>An S4D sequence multiclass classifier with all options.</summary>
+        /// <param name="catalog">The multiclass trainers catalog.</param>
+        /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
+        public static SequenceTrainer HazyS4D(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, SequenceTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), HazyCatalog.RequireBackbone(options, SequenceBackbone.S4D), PredictionKind.MulticlassClassification);
+
+        /// <summary>A sequence multiclass classifier with the backbone chosen by <see cref="SequenceTrainer.Options.Backbone"/>.</summary>
+        /// <param name="catalog">The multiclass trainers catalog.</param>
+        /// <param name="options">The trainer's options.</param>
+        public static SequenceTrainer HazySequence(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, SequenceTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.MulticlassClassification);
+
+        /// <summary>An S4D sequence binary classifier (diagonal state-space layers) trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Boolean.</param>
+        /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
+        /// <param name="channels">Values per time step.</param>
+        /// <param name="modelDimension">The model width H.</param>
+        /// <param name="numberOfLayers">The number of S4D blocks.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static SequenceTrainer HazyS4D(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
+            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog),
+                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.BinaryClassification);
+
+        /// <summary>An S4D sequence binary classifier with all options.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
+        public static SequenceTrainer HazyS4D(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, SequenceTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), HazyCatalog.RequireBackbone(options, SequenceBackbone.S4D), PredictionKind.BinaryClassification);
+
+        /// <summary>A sequence binary classifier with the backbone chosen by <see cref="SequenceTrainer.Options.Backbone"/>.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="options">The trainer's options.</param>
+        public static SequenceTrainer HazySequence(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, SequenceTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.BinaryClassification);
+
+        /// <summary>An S4D sequence regressor (diagonal state-space layers) trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Single.</param>
+        /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
+        /// <param name="channels">Values per time step.</param>
+        /// <param name="modelDimension">The model width H.</param>
+        /// <param name="numberOfLayers">The number of S4D blocks.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static SequenceTrainer HazyS4D(this RegressionCatalog.RegressionTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
+            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog),
+                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.Regression);
+
+        /// <summary>An S4D sequence regressor with all options.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
+        public static SequenceTrainer HazyS4D(this RegressionCatalog.RegressionTrainers catalog, SequenceTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), HazyCatalog.RequireBackbone(options, SequenceBackbone.S4D), PredictionKind.Regression);
+
+        /// <summary>A sequence regressor with the backbone chosen by <see cref="SequenceTrainer.Options.Backbone"/>.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="options">The trainer's options.</param>
+        public static SequenceTrainer HazySequence(this RegressionCatalog.RegressionTrainers catalog, SequenceTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.Regression);
     }
 }
 
@@ -130,6 +218,47 @@ namespace Microsoft.ML.Hazy
             /// <summary>A multilayer perceptron with all options.</summary>
             /// <param name="options">The trainer's options.</param>
             public MlpTrainer Mlp(MlpTrainer.Options options) => new(_env, options, _kind);
+
+            /// <summary>An S4D sequence model (diagonal state-space layers).</summary>
+            /// <param name="labelColumnName">The label column.</param>
+            /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
+            /// <param name="channels">Values per time step.</param>
+            /// <param name="modelDimension">The model width H.</param>
+            /// <param name="numberOfLayers">The number of S4D blocks.</param>
+            /// <param name="numberOfEpochs">Passes over the data.</param>
+            /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
+            /// <param name="batchSize">Rows per step.</param>
+            public SequenceTrainer S4D(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
+                int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
+                new(_env, MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize), _kind);
+
+            /// <summary>An S4D sequence model with all options.</summary>
+            /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
+            public SequenceTrainer S4D(SequenceTrainer.Options options) => new(_env, RequireBackbone(options, SequenceBackbone.S4D), _kind);
+
+            /// <summary>A sequence model with the backbone chosen by <see cref="SequenceTrainer.Options.Backbone"/>.</summary>
+            /// <param name="options">The trainer's options.</param>
+            public SequenceTrainer Sequence(SequenceTrainer.Options options) => new(_env, options, _kind);
+        }
+
+        internal static SequenceTrainer.Options MakeSequenceOptions(string label, string features, int channels, int width, int layers, int epochs, double lr, int batchSize) => new()
+        {
+            LabelColumnName = label,
+            FeatureColumnName = features,
+            Channels = channels,
+            ModelDimension = width,
+            NumberOfLayers = layers,
+            NumberOfEpochs = epochs,
+            LearningRate = lr,
+            BatchSize = batchSize,
+        };
+
+        internal static SequenceTrainer.Options RequireBackbone(SequenceTrainer.Options options, SequenceBackbone backbone)
+        {
+            ArgumentNullException.ThrowIfNull(options);
+            if (options.Backbone != backbone)
+                throw new ArgumentException($"Options.Backbone is {options.Backbone} but this catalog method builds {backbone} models; use HazySequence / Sequence(options) for any backbone.", nameof(options));
+            return options;
         }
 
         internal static MlpTrainer.Options MakeOptions(string label, string features, int[]? hidden, int epochs, double lr, int batchSize)

@@ -94,6 +94,23 @@ internal sealed class DataViewBatcher
         return count;
     }
 
+    /// <summary>The most values any row holds (the vector size for a known-size column).</summary>
+    public int LongestRow()
+    {
+        if (FeatureSize > 0)
+            return FeatureSize;
+        int longest = 0;
+        using var cursor = _data.GetRowCursor(new[] { _features });
+        var getter = cursor.GetGetter<VBuffer<float>>(_features);
+        var buffer = default(VBuffer<float>);
+        while (cursor.MoveNext())
+        {
+            getter(ref buffer);
+            longest = Math.Max(longest, buffer.Length);
+        }
+        return longest;
+    }
+
     /// <summary>Batches in cursor order, or shuffled with <paramref name="shuffleSeed"/>.</summary>
     public IEnumerable<TensorBatch> GetBatches(int batchSize, int? shuffleSeed, Device device)
     {

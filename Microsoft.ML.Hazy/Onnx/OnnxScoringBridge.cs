@@ -87,16 +87,30 @@ internal static class OnnxScoringBridge
     /// <paramref name="rowShape"/>; the batched graph, for ONNX Runtime and serving engines, takes a leading
     /// batch dimension and names its outputs Score, Probability and PredictedLabel.
     /// </summary>
-    public static byte[] BuildGraph(nn.Module network, string inputName, long[] rowShape, PredictionKind kind, int classes, bool batched)
+    /// <remarks>
+    /// With a <paramref name="sequence"/> layout the network must be an <see cref="ISequenceNetwork"/> and the
+    /// input is the flat time-major column: [L·C] per row (batched: [batch, L·C]). A variable-length per-row
+    /// graph reads the padded values and their count (<see cref="SequencePadding"/>); the batched one reads
+    /// [batch, T·C] zero-padded rows and <see cref="SequenceStepsInput"/>, the int64 time steps of each row.
+    /// </remarks>
+    public static byte[] BuildGraph(nn.Module network, string inputName, long[] rowShape, PredictionKind kind, int classes, bool batched,
+        SequenceLayout? sequence = null)
     {
         var g = new OnnxGraphBuilder("hazy_" + kind.ToString().ToLowerInvariant());
-        string x;
-        if (batched)
-            x = g.AddInput(inputName, OnnxElementType.Float, new long?[] { null }.Concat(rowShape.Select(d => (long?)d)).ToArray());
+        string x, y;
+        if (sequence is not null)
+        {
+            x = SequenceRows(g, inputName, sequence, batched, out var mask);
+            y = ((ISequenceNetwork)network).ExportOnnx(g, x, sequence.ExportSteps, mask);
+        }
         else
-            x = g.Node("Unsqueeze", new[] { g.AddInput(inputName, OnnxElementType.Float, rowShape.Select(d => (long?)d).ToArray()), g.Int64s(0) });
-
-        var y = OnnxModuleExporter.Export(g, network, x);
+        {
+            if (batched)
+                x = g.AddInput(inputName, OnnxElementType.Float, new long?[] { null }.Concat(rowShape.Select(d => (long?)d)).ToArray());
+            else
+                x = g.Node("Unsqueeze", new[] { g.AddInput(inputName, OnnxElementType.Float, rowShape.Select(d => (long?)d).ToArray()), g.Int64s(0) });
+            y = OnnxModuleExporter.Export(g, network, x);
+        }
         string Row(string v) => batched ? v : g.Node("Squeeze", new[] { v, g.Int64s(0) });
         long?[] Dims(long? width) => batched ? new long?[] { null, width } : new long?[] { width };
 
@@ -119,9 +133,39 @@ internal static class OnnxScoringBridge
         return g.ToBytes($"Exported by Microsoft.ML.Hazy: {kind}, input '{inputName}' of shape [{string.Join(", ", rowShape)}].");
     }
 
+    /// <summary>The batched graph's input holding each row's number of time steps, for variable-length sequence models.</summary>
+    public const string SequenceStepsInput = "Steps";
+
+    /// <summary>Declares the sequence inputs and returns [B, L, C] rows; <paramref name="mask"/> is set when rows may be padded.</summary>
+    private static string SequenceRows(OnnxGraphBuilder g, string inputName, SequenceLayout layout, bool batched, out string? mask)
+    {
+        long c = layout.Channels;
+        mask = null;
+        if (!layout.IsVariableLength)
+        {
+            long values = layout.Length * c;
+            var flat = batched ? g.AddInput(inputName, OnnxElementType.Float, null, values) : g.AddInput(inputName, OnnxElementType.Float, values);
+            return g.Node("Reshape", new[] { flat, g.Int64s(-1, layout.Length, c) });
+        }
+        if (!batched)
+        {
+            var padded = g.AddInput(SequencePadding.PaddedColumn, OnnxElementType.Float, layout.PaddedValues);
+            var count = g.AddInput(SequencePadding.CountColumn, OnnxElementType.Int64, 1);
+            var own = g.Node("Slice", new[] { padded, g.Int64s(0), count, g.Int64s(0) });
+            return g.Node("Reshape", new[] { own, g.Int64s(1, -1, c) });
+        }
+        var rows = g.Node("Reshape", new[] { g.AddInput(inputName, OnnxElementType.Float, null, null), g.Int64s(0, -1, c) });
+        var steps = g.AddInput(SequenceStepsInput, OnnxElementType.Int64, (long?)null);
+        var length = g.Node("Gather", new[] { g.Node("Shape", new[] { rows }), g.AddInitializer("time_axis", new long[] { 1 }) }, OnnxAttribute.Int("axis", 0));
+        var positions = g.Node("Range", new[] { g.AddInitializer("zero", new long[] { 0 }), length, g.AddInitializer("one", new long[] { 1 }) });
+        var valid = g.Node("Less", new[] { positions, g.Node("Unsqueeze", new[] { steps, g.Int64s(1) }) });
+        mask = g.Node("Unsqueeze", new[] { g.Node("Cast", new[] { valid }, OnnxAttribute.Int("to", (long)OnnxElementType.Float)), g.Int64s(2) });
+        return rows;
+    }
+
     /// <summary>The built-in ML.NET estimators that serve the per-row graph.</summary>
     public static IEstimator<ITransformer> CreateScoringEstimator(byte[] rowGraph, string inputName, PredictionKind kind,
-        LabelKeyValues? labelKeys, int? gpuDeviceId, bool fallbackToCpu)
+        LabelKeyValues? labelKeys, int? gpuDeviceId, bool fallbackToCpu, SequenceLayout? sequence = null)
     {
         var ml = new MLContext();
         string[] outputs = kind switch
@@ -130,7 +174,16 @@ internal static class OnnxScoringBridge
             PredictionKind.BinaryClassification => new[] { ScalarColumns.ScoreVector, ScalarColumns.ProbabilityVector, ScalarColumns.PredictedVector },
             _ => new[] { DefaultColumnNames.Score, ScalarColumns.PredictedVector },
         };
-        var onnx = ml.Transforms.ApplyOnnxModel(outputs, new[] { inputName }, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
+        bool padded = sequence is { IsVariableLength: true };
+        string[] inputs = padded ? new[] { SequencePadding.PaddedColumn, SequencePadding.CountColumn } : new[] { inputName };
+        IEstimator<ITransformer> onnx = ml.Transforms.ApplyOnnxModel(outputs, inputs, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
+        if (padded)
+        {
+            onnx = ml.Transforms.CopyColumns(SequencePadding.InputColumn, inputName)
+                .Append(SequencePadding.Create(ml, sequence!.PaddedValues))
+                .Append(onnx)
+                .Append(ml.Transforms.DropColumns(SequencePadding.InputColumn, SequencePadding.PaddedColumn, SequencePadding.CountColumn));
+        }
         switch (kind)
         {
             case PredictionKind.Regression:

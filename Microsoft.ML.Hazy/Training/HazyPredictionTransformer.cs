@@ -34,8 +34,10 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     private bool _disposed;
 
     internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, nn.Module<Tensor, Tensor> network,
-        PredictionKind kind, string featureColumnName, long[] rowShape, LabelKeyValues? labels, IReadOnlyList<TrainingEpoch> history, int seed)
+        PredictionKind kind, string featureColumnName, long[] rowShape, LabelKeyValues? labels, IReadOnlyList<TrainingEpoch> history, int seed,
+        SequenceLayout? sequence = null)
     {
+        Sequence = sequence;
         ScoringChain = scoringChain;
         Network = network;
         Kind = kind;
@@ -52,8 +54,14 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     /// <summary>The feature column the model reads.</summary>
     public string FeatureColumnName { get; }
 
-    /// <summary>The shape of one row's features as the network sees them.</summary>
+    /// <summary>
+    /// The shape of one row's features as the network sees them: [D] for a vector model, [L, C] for a
+    /// sequence model reading L time steps of C channels (time-major), with L = -1 for variable length.
+    /// </summary>
     public IReadOnlyList<long> RowShape { get; }
+
+    /// <summary>The sequence layout of a sequence model; null for a vector model.</summary>
+    internal SequenceLayout? Sequence { get; }
 
     /// <summary>The trained TorchSharp network (evaluation mode). Its output is logits (classification) or the prediction.</summary>
     public nn.Module<Tensor, Tensor> Network { get; }
@@ -83,7 +91,10 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        SchemaChecks.FloatVectorColumn(input.Schema, FeatureColumnName, requireKnownSize: true, expectedSize: (int)RowShape.Aggregate(1L, (a, b) => a * b));
+        if (Sequence is { IsVariableLength: true })
+            SchemaChecks.FloatVectorColumn(input.Schema, FeatureColumnName, requireKnownSize: false);
+        else
+            SchemaChecks.FloatVectorColumn(input.Schema, FeatureColumnName, requireKnownSize: true, expectedSize: (int)RowShape.Aggregate(1L, (a, b) => a * b));
         return ScoringChain.Transform(input);
     }
 
@@ -95,18 +106,26 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     /// outputs <c>Score</c>, and for classifiers <c>PredictedLabel</c> (int64 class index, or Boolean) and
     /// <c>Probability</c> (binary). It runs in ONNX Runtime anywhere, on any of its execution providers.
     /// </summary>
+    /// <remarks>
+    /// A sequence model reads the flat time-major rows [batch, L·C]. A variable-length one reads rows zero-padded
+    /// to the longest of the batch, [batch, T·C], and a second input <c>Steps</c> (int64 [batch]) with each row's
+    /// number of time steps.
+    /// </remarks>
     public void SaveAsOnnx(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        var bytes = OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, _labels?.Count ?? 1, batched: true);
+        byte[] bytes;
+        using (no_grad())
+            bytes = OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, _labels?.Count ?? 1, batched: true, Sequence);
         stream.Write(bytes);
     }
 
     /// <summary>Scores rows with the TorchSharp network in batches: the model's <c>Score</c> for each row.</summary>
     internal float[][] ScoreWithTorch(IDataView data, int batchSize = 256)
     {
-        var batcher = new DataViewBatcher(data, FeatureColumnName, null, LabelKind.Single);
+        var batcher = new DataViewBatcher(data, FeatureColumnName, null, LabelKind.Single, Sequence?.Channels ?? 0);
         var device = Network.parameters().First().device;
+        var forward = SupervisedTrainer.Forward(Network);
         var result = new List<float[]>();
         Network.eval();
         using (no_grad())
@@ -115,7 +134,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
             {
                 using var scope = NewDisposeScope();
                 using var _ = batch;
-                var output = Network.forward(batch.Features);
+                var output = forward(batch);
                 var score = Kind == PredictionKind.MulticlassClassification ? nn.functional.softmax(output, 1) : output;
                 var cpu = score.cpu().to(ScalarType.Float32);
                 int width = (int)cpu.shape[1];

@@ -26,7 +26,11 @@ public enum LearningRateSchedule
 /// </summary>
 public sealed class ParameterGroupOptions
 {
-    /// <summary>Prefix of the parameter names (as in <c>named_parameters()</c>) that belong to the group.</summary>
+    /// <summary>
+    /// Prefix of the parameter names (as in <c>named_parameters()</c>) that belong to the group. A <c>*</c>
+    /// stands for one dot-separated name segment, so <c>blocks.*.layer.ssm.</c> selects the state-space
+    /// parameters of every block.
+    /// </summary>
     public string NamePrefix = "";
 
     /// <summary>The group's learning rate; null takes the trainer's.</summary>
@@ -34,6 +38,25 @@ public sealed class ParameterGroupOptions
 
     /// <summary>The group's weight decay; null takes the trainer's.</summary>
     public double? WeightDecay;
+
+    /// <summary>Whether the parameter <paramref name="name"/> belongs to this group.</summary>
+    internal bool Matches(string name)
+    {
+        int n = 0;
+        for (int p = 0; p < NamePrefix.Length; p++)
+        {
+            if (NamePrefix[p] == '*')
+            {
+                while (n < name.Length && name[n] != '.')
+                    n++;
+            }
+            else if (n >= name.Length || name[n++] != NamePrefix[p])
+            {
+                return false;
+            }
+        }
+        return true;
+    }
 }
 
 /// <summary>One progress report from a Hazy trainer, sent after every optimizer step and epoch.</summary>

@@ -16,15 +16,21 @@ internal delegate nn.Module<Tensor, Tensor> NetworkFactory(int inputSize, int ou
 /// </summary>
 internal static class SupervisedTrainer
 {
+    /// <remarks>
+    /// With <paramref name="sequence"/> the feature column is read as time-major steps of its channels
+    /// (batches [B, L, C] with each row's length), the factory gets the channel count as input size, and a
+    /// network that is an <see cref="ISequenceNetwork"/> receives the lengths.
+    /// </remarks>
     public static HazyPredictionTransformer Fit(HazyEnvironment env, string componentName, HazyTrainerOptions options,
-        PredictionKind kind, IDataView input, NetworkFactory createNetwork)
+        PredictionKind kind, IDataView input, NetworkFactory createNetwork, SequenceInput? sequence = null)
     {
         ArgumentNullException.ThrowIfNull(input);
         var host = env.Env.Register(componentName);
         using var ch = host.Start("Training");
         var labelKind = LabelKindOf(kind);
-        var train = new DataViewBatcher(input, options.FeatureColumnName, options.LabelColumnName, labelKind);
-        int inputSize = train.FeatureSize;
+        var train = new DataViewBatcher(input, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0);
+        var layout = sequence is null ? null : Layout(train, sequence);
+        int inputSize = sequence?.Channels ?? train.FeatureSize;
         LabelKeyValues? labels = null;
         int outputs = 1;
         if (kind == PredictionKind.MulticlassClassification)
@@ -37,10 +43,10 @@ internal static class SupervisedTrainer
         DataViewBatcher? validation = null;
         if (options.ValidationSet is { } valid)
         {
-            validation = new DataViewBatcher(valid, options.FeatureColumnName, options.LabelColumnName, labelKind);
-            if (validation.FeatureSize != inputSize)
+            validation = new DataViewBatcher(valid, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0);
+            if (validation.FeatureSize != train.FeatureSize)
                 throw new ArgumentOutOfRangeException(nameof(options),
-                    $"Column '{options.FeatureColumnName}' of the validation set has {validation.FeatureSize} values per row; expected {inputSize} as in the training data.");
+                    $"Column '{options.FeatureColumnName}' of the validation set has {SizeText(validation.FeatureSize)} values per row; expected {SizeText(train.FeatureSize)} as in the training data.");
             if (labels != null && LabelKeyValues.FromColumn(valid.Schema[options.LabelColumnName]).Count != labels.Count)
                 throw new ArgumentOutOfRangeException(nameof(options),
                     $"Column '{options.LabelColumnName}' of the validation set has a different number of classes than the training data; map both with the same MapValueToKey transformer.");
@@ -52,30 +58,51 @@ internal static class SupervisedTrainer
         manual_seed(seed);
         var network = createNetwork(inputSize, outputs);
         network.to(device);
-        var summary = TrainingLoop.Run(network, b => network.forward(b.Features), Objectives.For(kind), train, validation, options, seed, device, ch);
+        var summary = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch);
 
-        var rowShape = new long[] { inputSize };
-        var rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, kind, outputs, batched: false);
+        var rowShape = layout?.RowShape ?? new long[] { inputSize };
+        byte[] rowGraph;
+        using (no_grad())
+            rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, kind, outputs, batched: false, layout);
         var fitted = OnnxScoringBridge
-            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, kind, labels, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu)
+            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, kind, labels, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu, layout)
             .Fit(input);
         var chain = new TransformerChain<ITransformer>(((IEnumerable<ITransformer>)fitted).ToArray());
         ch.Info(MessageSensitivity.None, $"Trained in {summary.Seconds:F1} s; exported an ONNX graph of {rowGraph.Length / 1024.0:F0} KiB.");
         var history = summary.Epochs.Select(e => new TrainingEpoch(e.Epoch, e.TrainLoss, e.ValidationLoss, e.ValidationMetric, e.Seconds)).ToArray();
-        return new HazyPredictionTransformer(chain, network, kind, options.FeatureColumnName, rowShape, labels, history, seed);
+        return new HazyPredictionTransformer(chain, network, kind, options.FeatureColumnName, rowShape, labels, history, seed, layout);
     }
+
+    /// <summary>The network's forward on a batch: with the rows' lengths for a sequence network.</summary>
+    public static Func<TensorBatch, Tensor> Forward(nn.Module<Tensor, Tensor> network) =>
+        network is ISequenceNetwork sequence ? b => sequence.forward(b.Features, b.Lengths) : b => network.forward(b.Features);
+
+    /// <summary>The exported sequence shape: the fixed length, or padding for the longest row allowed.</summary>
+    private static SequenceLayout Layout(DataViewBatcher train, SequenceInput sequence)
+    {
+        if (sequence.Channels <= 0)
+            throw new ArgumentOutOfRangeException(nameof(sequence), sequence.Channels, "The channel count must be positive.");
+        if (train.FeatureSize > 0)
+            return new SequenceLayout(sequence.Channels, train.FeatureSize / sequence.Channels, 0);
+        int steps = sequence.MaximumLength > 0 ? sequence.MaximumLength : train.LongestRow() / sequence.Channels;
+        return new SequenceLayout(sequence.Channels, 0, SequencePadding.SizeFor(Math.Max(1, steps) * sequence.Channels));
+    }
+
+    private static string SizeText(int size) => size == 0 ? "a variable number of" : size.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>
     /// The output schema before training, computed by the same built-in estimators the trained model uses
     /// (with a placeholder network), so it cannot drift from the fitted transformer's.
     /// </summary>
-    public static SchemaShape GetOutputSchema(SchemaShape inputSchema, HazyTrainerOptions options, PredictionKind kind)
+    public static SchemaShape GetOutputSchema(SchemaShape inputSchema, HazyTrainerOptions options, PredictionKind kind, SequenceInput? sequence = null)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        var features = FindShape(inputSchema, options.FeatureColumnName, "a known-size vector of Single");
-        if (features.Kind != SchemaShape.Column.VectorKind.Vector || features.ItemType != NumberDataViewType.Single)
+        string expectedFeatures = sequence is null ? "a known-size vector of Single" : "a vector of Single";
+        var features = FindShape(inputSchema, options.FeatureColumnName, expectedFeatures);
+        bool variable = features.Kind == SchemaShape.Column.VectorKind.VariableVector;
+        if ((features.Kind != SchemaShape.Column.VectorKind.Vector && !(variable && sequence is not null)) || features.ItemType != NumberDataViewType.Single)
             throw new ArgumentOutOfRangeException(nameof(inputSchema),
-                $"Column '{options.FeatureColumnName}' has type {features.Kind} of {features.ItemType}; expected a known-size vector of Single.");
+                $"Column '{options.FeatureColumnName}' has type {features.Kind} of {features.ItemType}; expected {expectedFeatures}.");
         var label = FindShape(inputSchema, options.LabelColumnName, ExpectedLabel(kind));
         bool labelOk = kind switch
         {
@@ -88,9 +115,37 @@ internal static class SupervisedTrainer
                 $"Column '{options.LabelColumnName}' has type {label.Kind} of {label.ItemType}; expected {ExpectedLabel(kind)}.");
 
         LabelKeyValues? placeholder = kind == PredictionKind.MulticlassClassification ? PlaceholderKeys(label) : null;
-        using var network = nn.Linear(1, placeholder?.Count ?? 1);
-        var graph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, new long[] { 1 }, kind, placeholder?.Count ?? 1, batched: false);
+        int width = placeholder?.Count ?? 1;
+        if (sequence is not null)
+        {
+            var layout = variable ? new SequenceLayout(1, 0, SequencePadding.SizeFor(1)) : new SequenceLayout(1, 1, 0);
+            using var stand_in = new PlaceholderSequenceNetwork(width);
+            var sequenceGraph = OnnxScoringBridge.BuildGraph(stand_in, options.FeatureColumnName, layout.RowShape, kind, width, batched: false, layout);
+            return OnnxScoringBridge.CreateScoringEstimator(sequenceGraph, options.FeatureColumnName, kind, placeholder, null, true, layout)
+                .GetOutputSchema(inputSchema);
+        }
+        using var network = nn.Linear(1, width);
+        var graph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, new long[] { 1 }, kind, width, batched: false);
         return OnnxScoringBridge.CreateScoringEstimator(graph, options.FeatureColumnName, kind, placeholder, null, true).GetOutputSchema(inputSchema);
+    }
+
+    /// <summary>Stands in for a sequence network when only the output schema is wanted: the mean of the input, widened.</summary>
+    private sealed class PlaceholderSequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetwork
+    {
+        private readonly int _width;
+
+        public PlaceholderSequenceNetwork(int width) : base(nameof(PlaceholderSequenceNetwork)) => _width = width;
+
+        public override Tensor forward(Tensor input) => forward(input, null);
+
+        public Tensor forward(Tensor input, Tensor? lengths) => input.mean(new long[] { 1 }).expand(-1, _width);
+
+        public string ExportOnnx(OnnxGraphBuilder graph, string input, int maxLength, string? mask) =>
+            graph.Node("MatMul", new[]
+            {
+                graph.Node("ReduceMean", new[] { input }, OnnxAttribute.Ints("axes", 1), OnnxAttribute.Int("keepdims", 0)),
+                graph.AddInitializer("widen", Enumerable.Repeat(1f, _width).ToArray(), 1, _width),
+            });
     }
 
     private static LabelKind LabelKindOf(PredictionKind kind) => kind switch

@@ -200,7 +200,7 @@ internal static class TrainingLoop
         {
             if (!p.requires_grad)
                 continue;
-            int g = options.ParameterGroups.FindIndex(o => name.StartsWith(o.NamePrefix, StringComparison.Ordinal));
+            int g = options.ParameterGroups.FindIndex(o => o.Matches(name));
             (g >= 0 ? buckets[g] : rest).Add(p);
         }
         var specs = new List<(List<Parameter> Params, double Lr, double Wd, string Name)>();

@@ -1,0 +1,195 @@
+using Microsoft.ML.Hazy.Onnx;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Sequence.S4D;
+
+/// <summary>
+/// One S4D layer (the reference's S4D block): y = GLU(W · dropout(GELU(K ∗ u + D·u))), where K is the
+/// diagonal SSM's kernel, one per feature (or a forward and a backward one when bidirectional), applied by
+/// FFT. Input and output [B, L, H].
+/// </summary>
+internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
+{
+    private readonly S4DStateSpace ssm;
+    private readonly Parameter C;
+    private readonly Parameter D;
+    private readonly Linear output_linear;
+    private readonly S4DDiscretization _discretization;
+    private readonly double _dropout;
+
+    public S4DLayer(int width, S4DOptions options, double dropout, bool bidirectional) : base(nameof(S4DLayer))
+    {
+        int modes = options.StateSize / 2;
+        ssm = new S4DStateSpace(width, options);
+        C = new Parameter(randn(bidirectional ? 2 : 1, width, modes, 2) * Math.Sqrt(0.5));
+        D = new Parameter(randn(width));
+        output_linear = nn.Linear(width, 2 * width);
+        _discretization = options.Discretization;
+        _dropout = dropout;
+        Bidirectional = bidirectional;
+        RegisterComponents();
+    }
+
+    public bool Bidirectional { get; }
+
+    /// <summary>How <see cref="ExportOnnx"/> applies the kernel; <see cref="S4DOnnxConvolution.Auto"/> picks the faster for the length.</summary>
+    public S4DOnnxConvolution OnnxConvolution { get; set; } = S4DOnnxConvolution.Auto;
+
+    internal S4DStateSpace StateSpace => ssm;
+
+    /// <summary>K = 2·Re((C·B̄) · V_L(Ā)): [channels, H, L], channels 2 when bidirectional (forward, backward).</summary>
+    public Tensor Kernel(long length)
+    {
+        var (logDA, dB) = ssm.Discretize(_discretization);
+        return S4DMath.Kernel(view_as_complex(C) * dB, logDA, length);
+    }
+
+    public override Tensor forward(Tensor input) => Forward(input, null);
+
+    public Tensor Forward(Tensor input, Tensor? mask)
+    {
+        var u = mask is null ? input : input * mask;
+        var y = S4DMath.FftConv(u, Kernel(u.shape[1])) + u * D;
+        y = TiedDropout.Apply(nn.functional.gelu(y), _dropout, training);
+        return nn.functional.glu(output_linear.forward(y), -1);
+    }
+
+    public string ExportOnnx(OnnxGraphBuilder graph, string input, string? mask, int maxLength)
+    {
+        var u = mask is null ? input : graph.Node("Mul", new[] { input, mask });
+        string y;
+        using (no_grad())
+        {
+            using var kernel = Kernel(maxLength).detach().clone();
+            kernel[0, TensorIndex.Colon, 0].add_(D.detach());
+            y = S4DOnnx.Convolve(graph, u, kernel, OnnxConvolution);
+        }
+        y = OnnxModuleExporter.Gelu(graph, y, tanhApproximation: false);
+        long width = D.shape[0];
+        using var values = output_linear.weight!.detach().narrow(0, 0, width);
+        using var gates = output_linear.weight!.detach().narrow(0, width, width);
+        using var valueBias = output_linear.bias!.detach().narrow(0, 0, width);
+        using var gateBias = output_linear.bias!.detach().narrow(0, width, width);
+        var a = OnnxModuleExporter.Linear(graph, y, values, valueBias);
+        var b = OnnxModuleExporter.Linear(graph, y, gates, gateBias);
+        return graph.Node("Mul", new[] { a, graph.Node("Sigmoid", new[] { b }) });
+    }
+
+    public ISequenceLayerStepper? CreateStepper(int batchSize) => Bidirectional ? null : new Stepper(this, batchSize);
+
+    /// <summary>
+    /// The recurrent view x_k = Ā x_{k−1} + u_k, y_k = 2·Re(Σ_n C̃_n x_k,n) + D·u_k with C̃ = C·B̄ (B̄ folded into C),
+    /// then the same GELU and GLU as the convolutional view. State [B, H, N/2] complex.
+    /// </summary>
+    private sealed class Stepper : ISequenceLayerStepper
+    {
+        private readonly S4DLayer _layer;
+        private readonly Tensor _dA;
+        private readonly Tensor _cTilde;
+        private Tensor _state;
+
+        public Stepper(S4DLayer layer, int batchSize)
+        {
+            _layer = layer;
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            var (logDA, dB) = layer.ssm.Discretize(layer._discretization);
+            _dA = logDA.exp().DetachFromDisposeScope();
+            _cTilde = (view_as_complex(layer.C)[0] * dB).DetachFromDisposeScope();
+            _state = zeros(new[] { batchSize, _dA.shape[0], _dA.shape[1] }, _dA.dtype, _dA.device).DetachFromDisposeScope();
+        }
+
+        public Tensor Step(Tensor input)
+        {
+            var next = (_dA * _state + input.unsqueeze(-1)).DetachFromDisposeScope();
+            _state.Dispose();
+            _state = next;
+            var y = (_state * _cTilde).sum(-1).real * 2 + input * _layer.D;
+            return nn.functional.glu(_layer.output_linear.forward(nn.functional.gelu(y)), -1);
+        }
+
+        public void Dispose()
+        {
+            _dA.Dispose();
+            _cTilde.Dispose();
+            _state.Dispose();
+        }
+    }
+}
+
+/// <summary>How an exported S4D layer applies its fixed kernel in ONNX Runtime.</summary>
+internal enum S4DOnnxConvolution
+{
+    /// <summary>Direct for short kernels, Fourier for long ones (the crossover measured by the <c>s4d</c> benchmark).</summary>
+    Auto,
+    /// <summary>A depthwise <c>Conv</c> (group = H) with left padding: O(L·K) per feature.</summary>
+    Direct,
+    /// <summary>DFT, multiply by the kernel's precomputed spectrum, inverse DFT: O(n log n) per feature, n the power of two ≥ 2L.</summary>
+    Fourier,
+}
+
+/// <summary>Writes "y = K ∗ u" of a fixed kernel into an ONNX graph, directly or through the DFT.</summary>
+internal static class S4DOnnx
+{
+    /// <summary>Kernels of at most this many steps use <see cref="S4DOnnxConvolution.Direct"/> under <see cref="S4DOnnxConvolution.Auto"/>.</summary>
+    public const int DirectUpTo = 64;
+
+    /// <param name="graph">The graph.</param>
+    /// <param name="input">[B, T, H] with T at most the kernel length.</param>
+    /// <param name="kernel">[1, H, L] causal or [2, H, L] forward and backward, D already added at lag 0.</param>
+    /// <param name="mode">Direct or Fourier.</param>
+    public static string Convolve(OnnxGraphBuilder graph, string input, Tensor kernel, S4DOnnxConvolution mode)
+    {
+        long length = kernel.shape[2];
+        if (mode == S4DOnnxConvolution.Auto)
+            mode = length <= DirectUpTo ? S4DOnnxConvolution.Direct : S4DOnnxConvolution.Fourier;
+        return mode == S4DOnnxConvolution.Direct ? Direct(graph, input, kernel) : Fourier(graph, input, kernel);
+    }
+
+    /// <summary>y_t = Σ_m k_m u_{t−m} (+ Σ_m k'_m u_{t+m}) as a cross-correlation with the flipped kernel.</summary>
+    private static string Direct(OnnxGraphBuilder graph, string input, Tensor kernel)
+    {
+        long h = kernel.shape[1], length = kernel.shape[2];
+        using var forward = kernel[0].flip(-1);
+        using var weights = kernel.shape[0] == 1
+            ? forward.unsqueeze(1)
+            : cat(new[] { forward.narrow(-1, 0, length - 1), forward.narrow(-1, length - 1, 1) + kernel[1].narrow(-1, 0, 1), kernel[1].narrow(-1, 1, length - 1) }, -1).unsqueeze(1);
+        long right = kernel.shape[0] == 1 ? 0 : length - 1;
+        var channelsFirst = graph.Node("Transpose", new[] { input }, OnnxAttribute.Ints("perm", 0, 2, 1));
+        var conv = graph.Node("Conv", new[] { channelsFirst, graph.AddInitializer("s4d_kernel", weights) },
+            OnnxAttribute.Int("group", h), OnnxAttribute.Ints("kernel_shape", weights.shape[2]), OnnxAttribute.Ints("pads", length - 1, right));
+        return graph.Node("Transpose", new[] { conv }, OnnxAttribute.Ints("perm", 0, 2, 1));
+    }
+
+    /// <summary>y = IDFT(DFT(u, n) · DFT(k_circular, n))[:T], n the power of two ≥ 2L so no wrap-around reaches a valid step.</summary>
+    private static string Fourier(OnnxGraphBuilder graph, string input, Tensor kernel)
+    {
+        long length = kernel.shape[2];
+        long n = 1;
+        while (n < 2 * length)
+            n *= 2;
+        using var circular = kernel.shape[0] == 1 ? nn.functional.pad(kernel[0], new[] { 0L, n - length }) : S4DMath.Circular(kernel, n);
+        using var spectrum = view_as_real(fft.fft_(circular.to(ScalarType.Float64), n, -1).t().contiguous()).to(ScalarType.Float32);
+        using var re = spectrum.narrow(-1, 0, 1);
+        using var im = spectrum.narrow(-1, 1, 1);
+        using var same = cat(new[] { re, re }, -1);
+        using var cross = cat(new[] { -im, im }, -1);
+
+        var signal = graph.Node("Unsqueeze", new[] { input, graph.Int64s(3) });
+        var dftLength = graph.AddInitializer("dft_length", new[] { n });
+        var u = graph.Node("DFT", new[] { signal, dftLength }, OnnxAttribute.Int("axis", 1));
+        var swapped = graph.Node("Gather", new[] { u, graph.Int64s(1, 0) }, OnnxAttribute.Int("axis", 3));
+        var product = graph.Node("Add", new[]
+        {
+            graph.Node("Mul", new[] { u, graph.AddInitializer("s4d_spectrum", same) }),
+            graph.Node("Mul", new[] { swapped, graph.AddInitializer("s4d_spectrum_cross", cross) }),
+        });
+        var y = graph.Node("DFT", new[] { product }, OnnxAttribute.Int("axis", 1), OnnxAttribute.Int("inverse", 1));
+        var steps = graph.Node("Slice", new[] { graph.Node("Shape", new[] { input }), graph.Int64s(1), graph.Int64s(2) });
+        var valid = graph.Node("Slice", new[] { y, graph.Node("Concat", new[] { graph.Int64s(0), graph.Int64s(0) }, OnnxAttribute.Int("axis", 0)),
+            graph.Node("Concat", new[] { steps, graph.Int64s(1) }, OnnxAttribute.Int("axis", 0)), graph.Int64s(1, 3) });
+        return graph.Node("Squeeze", new[] { valid, graph.Int64s(3) });
+    }
+}

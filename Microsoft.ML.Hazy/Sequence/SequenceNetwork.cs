@@ -1,0 +1,329 @@
+using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Sequence;
+
+/// <summary>The normalisation of the residual blocks.</summary>
+public enum SequenceNormalization
+{
+    /// <summary>LayerNorm over the features of each time step.</summary>
+    LayerNorm,
+    /// <summary>BatchNorm over the batch and the valid time steps of each feature (the reference's choice for LRA).</summary>
+    BatchNorm,
+}
+
+/// <summary>Dropout with one mask per row and feature, shared by all time steps (the reference's DropoutNd).</summary>
+internal static class TiedDropout
+{
+    /// <summary>x · m / (1 − p) with m ~ Bernoulli(1 − p) of shape [B, 1, H].</summary>
+    public static Tensor Apply(Tensor x, double p, bool training)
+    {
+        if (!training || p <= 0)
+            return x;
+        var keep = rand(new[] { x.shape[0], 1, x.shape[2] }, x.dtype, x.device).lt(1 - p);
+        return x * keep.to(x.dtype) / (1 - p);
+    }
+}
+
+/// <summary>A normalisation over the feature axis of [B, L, H] (or [B, H] while streaming) that may see a padding mask.</summary>
+internal abstract class SequenceNorm : nn.Module<Tensor, Tensor>
+{
+    protected SequenceNorm(string name) : base(name)
+    {
+    }
+
+    public override Tensor forward(Tensor input) => forward(input, null);
+
+    public abstract Tensor forward(Tensor input, Tensor? mask);
+
+    public abstract string ExportOnnx(OnnxGraphBuilder graph, string input);
+
+    public static SequenceNorm Create(SequenceNormalization kind, int width) =>
+        kind == SequenceNormalization.BatchNorm ? new SequenceBatchNorm(width) : new SequenceLayerNorm(width);
+}
+
+internal sealed class SequenceLayerNorm : SequenceNorm
+{
+    private readonly LayerNorm norm;
+
+    public SequenceLayerNorm(int width) : base(nameof(SequenceLayerNorm))
+    {
+        norm = nn.LayerNorm(width);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input, Tensor? mask) => norm.forward(input);
+
+    public override string ExportOnnx(OnnxGraphBuilder graph, string input) =>
+        OnnxModuleExporter.LayerNormalization(graph, input, norm.weight, norm.bias, 1, norm.eps);
+}
+
+/// <summary>
+/// BatchNorm over the last axis whose training statistics count valid steps only, so padding never shifts
+/// them; in evaluation it is the per-feature affine map of the running statistics.
+/// </summary>
+internal sealed class SequenceBatchNorm : SequenceNorm
+{
+    private const double Momentum = 0.1;
+    private const double Epsilon = 1e-5;
+    private readonly Parameter weight;
+    private readonly Parameter bias;
+    private readonly Tensor running_mean;
+    private readonly Tensor running_var;
+
+    public SequenceBatchNorm(int width) : base(nameof(SequenceBatchNorm))
+    {
+        weight = new Parameter(ones(width));
+        bias = new Parameter(zeros(width));
+        running_mean = zeros(width);
+        running_var = ones(width);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input, Tensor? mask)
+    {
+        if (!training)
+            return input * Scale() + Shift();
+        var dims = Enumerable.Range(0, (int)input.dim() - 1).Select(d => (long)d).ToArray();
+        Tensor mean, variance, count;
+        if (mask is null)
+        {
+            count = tensor(input.numel() / input.shape[^1], input.dtype, input.device);
+            mean = input.mean(dims);
+            variance = (input - mean).square().mean(dims);
+        }
+        else
+        {
+            count = mask.sum();
+            mean = (input * mask).sum(dims) / count;
+            variance = ((input - mean).square() * mask).sum(dims) / count;
+        }
+        using (no_grad())
+        {
+            var unbiased = variance * count / (count - 1).clamp_min(1);
+            running_mean.mul_(1 - Momentum).add_(mean.detach() * Momentum);
+            running_var.mul_(1 - Momentum).add_(unbiased.detach() * Momentum);
+        }
+        return (input - mean) / (variance + Epsilon).sqrt() * weight + bias;
+    }
+
+    public override string ExportOnnx(OnnxGraphBuilder graph, string input)
+    {
+        using var scale = Scale();
+        using var shift = Shift();
+        return graph.Node("Add", new[] { graph.Node("Mul", new[] { input, graph.AddInitializer("bn_scale", scale) }), graph.AddInitializer("bn_shift", shift) });
+    }
+
+    private Tensor Scale() => weight / (running_var + Epsilon).sqrt();
+
+    private Tensor Shift() => bias - running_mean * Scale();
+}
+
+/// <summary>
+/// x + dropout(layer(norm(x))) with pre-norm, or norm(x + dropout(layer(x))) with post-norm, around any
+/// <see cref="ISequenceLayer"/>.
+/// </summary>
+internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>
+{
+    private readonly nn.Module<Tensor, Tensor> layer;
+    private readonly SequenceNorm norm;
+    private readonly bool _preNorm;
+    private readonly double _dropout;
+
+    public SequenceResidualBlock(nn.Module<Tensor, Tensor> layer, SequenceNorm norm, bool preNorm, double dropout)
+        : base(nameof(SequenceResidualBlock))
+    {
+        if (layer is not ISequenceLayer)
+            throw new ArgumentException($"A sequence backbone layer must implement {nameof(ISequenceLayer)}; {layer.GetType().Name} does not.", nameof(layer));
+        this.layer = layer;
+        this.norm = norm;
+        _preNorm = preNorm;
+        _dropout = dropout;
+        RegisterComponents();
+    }
+
+    public ISequenceLayer Layer => (ISequenceLayer)layer;
+
+    public override Tensor forward(Tensor input) => forward(input, null);
+
+    public Tensor forward(Tensor input, Tensor? mask)
+    {
+        var z = _preNorm ? norm.forward(input, mask) : input;
+        z = TiedDropout.Apply(Layer.Forward(z, mask), _dropout, training);
+        var x = input + z;
+        return _preNorm ? x : norm.forward(x, mask);
+    }
+
+    public string ExportOnnx(OnnxGraphBuilder graph, string input, string? mask, int maxLength)
+    {
+        var z = _preNorm ? norm.ExportOnnx(graph, input) : input;
+        z = Layer.ExportOnnx(graph, z, mask, maxLength);
+        var x = graph.Node("Add", new[] { input, z });
+        return _preNorm ? x : norm.ExportOnnx(graph, x);
+    }
+
+    /// <summary>One streaming step of the block, [B, H] → [B, H].</summary>
+    public Tensor Step(ISequenceLayerStepper stepper, Tensor input)
+    {
+        var z = stepper.Step(_preNorm ? norm.forward(input) : input);
+        var x = input + z;
+        return _preNorm ? x : norm.forward(x);
+    }
+}
+
+/// <summary>
+/// Linear encoder C → H, residual blocks of backbone layers, masked mean pooling over the valid steps, linear
+/// decoder H → outputs. Input [B, L, C] time-major; output logits or predictions [B, outputs].
+/// </summary>
+internal sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetwork
+{
+    private readonly Linear encoder;
+    private readonly ModuleList<SequenceResidualBlock> blocks;
+    private readonly SequenceNorm? final_norm;
+    private readonly Linear decoder;
+
+    public SequenceNetwork(int channels, int outputs, int layers, SequenceNetworkShape shape, SequenceNormalization normalization, bool preNorm,
+        ISequenceBackboneFactory backbone)
+        : base(nameof(SequenceNetwork))
+    {
+        Channels = channels;
+        Shape = shape;
+        encoder = nn.Linear(channels, shape.Width);
+        blocks = new ModuleList<SequenceResidualBlock>();
+        for (int i = 0; i < layers; i++)
+        {
+            foreach (var layer in backbone.CreateLayers(i, shape))
+                blocks.Add(new SequenceResidualBlock(layer, SequenceNorm.Create(normalization, shape.Width), preNorm, shape.Dropout));
+        }
+        if (preNorm)
+            final_norm = SequenceNorm.Create(normalization, shape.Width);
+        decoder = nn.Linear(shape.Width, outputs);
+        RegisterComponents();
+    }
+
+    /// <summary>Values per time step.</summary>
+    public int Channels { get; }
+
+    public SequenceNetworkShape Shape { get; }
+
+    public IEnumerable<SequenceResidualBlock> Blocks => blocks;
+
+    public override Tensor forward(Tensor input) => forward(input, null);
+
+    public Tensor forward(Tensor input, Tensor? lengths)
+    {
+        var mask = Mask(lengths, input.shape[1], input.dtype);
+        var h = Hidden(input, mask);
+        var pooled = mask is null ? h.mean(new long[] { 1 }) : (h * mask).sum(1) / mask.sum(1);
+        return decoder.forward(pooled);
+    }
+
+    /// <summary>The last block's outputs [B, L, H] (after the final norm).</summary>
+    public Tensor Hidden(Tensor input, Tensor? mask)
+    {
+        var h = encoder.forward(input);
+        foreach (var block in blocks)
+            h = block.forward(h, mask);
+        return final_norm is null ? h : final_norm.forward(h, mask);
+    }
+
+    public string ExportOnnx(OnnxGraphBuilder graph, string input, int maxLength, string? mask)
+    {
+        var h = OnnxModuleExporter.Linear(graph, input, encoder.weight, encoder.bias);
+        foreach (var block in blocks)
+            h = block.ExportOnnx(graph, h, mask, maxLength);
+        if (final_norm is not null)
+            h = final_norm.ExportOnnx(graph, h);
+        string pooled;
+        if (mask is null)
+        {
+            pooled = graph.Node("ReduceMean", new[] { h }, OnnxAttribute.Ints("axes", 1), OnnxAttribute.Int("keepdims", 0));
+        }
+        else
+        {
+            var sum = graph.Node("ReduceSum", new[] { graph.Node("Mul", new[] { h, mask }), graph.Int64s(1) }, OnnxAttribute.Int("keepdims", 0));
+            pooled = graph.Node("Div", new[] { sum, graph.Node("ReduceSum", new[] { mask, graph.Int64s(1) }, OnnxAttribute.Int("keepdims", 0)) });
+        }
+        return OnnxModuleExporter.Linear(graph, pooled, decoder.weight, decoder.bias);
+    }
+
+    /// <summary>A recurrent view of the evaluation-mode network over <paramref name="batchSize"/> parallel streams.</summary>
+    public SequenceStreamState CreateStreamState(int batchSize)
+    {
+        var steppers = new List<ISequenceLayerStepper>();
+        foreach (var block in blocks)
+        {
+            var stepper = block.Layer.CreateStepper(batchSize);
+            if (stepper is null)
+            {
+                foreach (var s in steppers)
+                    s.Dispose();
+                throw new NotSupportedException(
+                    $"The layer {block.Layer.GetType().Name} cannot stream one step at a time"
+                    + (Shape.Bidirectional ? " because the model is bidirectional (it looks at later steps)." : "."));
+            }
+            steppers.Add(stepper);
+        }
+        return new SequenceStreamState(this, steppers, batchSize);
+    }
+
+    /// <summary>One streaming step: the last block's output [B, H] for the input step [B, C].</summary>
+    internal Tensor StepHidden(IReadOnlyList<ISequenceLayerStepper> steppers, Tensor input)
+    {
+        var h = encoder.forward(input);
+        int i = 0;
+        foreach (var block in blocks)
+            h = block.Step(steppers[i++], h);
+        return final_norm is null ? h : final_norm.forward(h);
+    }
+
+    internal Tensor Decode(Tensor pooled) => decoder.forward(pooled);
+
+    /// <summary>A float [B, L, 1] mask of the valid steps, or null when every row has all <paramref name="length"/> steps.</summary>
+    public static Tensor? Mask(Tensor? lengths, long length, ScalarType dtype)
+    {
+        if (lengths is null || lengths.min().item<long>() >= length)
+            return null;
+        var positions = arange(length, ScalarType.Int64, lengths.device);
+        return positions.unsqueeze(0).lt(lengths.unsqueeze(1)).unsqueeze(-1).to(dtype);
+    }
+}
+
+/// <summary>The streaming state of a <see cref="SequenceNetwork"/>: each layer's recurrent state and the running pooled sum.</summary>
+internal sealed class SequenceStreamState : IDisposable
+{
+    private readonly SequenceNetwork _network;
+    private readonly List<ISequenceLayerStepper> _steppers;
+    private Tensor _sum;
+
+    public SequenceStreamState(SequenceNetwork network, List<ISequenceLayerStepper> steppers, int batchSize)
+    {
+        _network = network;
+        _steppers = steppers;
+        var p = network.parameters().First();
+        _sum = zeros(new long[] { batchSize, network.Shape.Width }, p.dtype, p.device).DetachFromDisposeScope();
+    }
+
+    public long Steps { get; private set; }
+
+    /// <summary>Consumes one step [B, C]; returns the last block's output [B, H] and the network output on everything seen so far [B, outputs].</summary>
+    public (Tensor Hidden, Tensor Output) Step(Tensor input)
+    {
+        var hidden = _network.StepHidden(_steppers, input);
+        var sum = (_sum + hidden).DetachFromDisposeScope();
+        _sum.Dispose();
+        _sum = sum;
+        Steps++;
+        return (hidden, _network.Decode(_sum / Steps));
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in _steppers)
+            s.Dispose();
+        _sum.Dispose();
+    }
+}
