@@ -94,19 +94,28 @@ internal sealed class DataViewBatcher
         return count;
     }
 
-    /// <summary>The most values any row holds (the vector size for a known-size column).</summary>
+    /// <summary>
+    /// The most values any row holds (the vector size for a known-size column). For a variable-size column it
+    /// reads every row in order, so a row that is not a whole number of time steps is reported by its index
+    /// here rather than by its position in a shuffled epoch.
+    /// </summary>
     public int LongestRow()
     {
         if (FeatureSize > 0)
             return FeatureSize;
         int longest = 0;
+        long row = 0;
         using var cursor = _data.GetRowCursor(new[] { _features });
         var getter = cursor.GetGetter<VBuffer<float>>(_features);
         var buffer = default(VBuffer<float>);
         while (cursor.MoveNext())
         {
             getter(ref buffer);
+            if (_channels > 0 && buffer.Length % _channels != 0)
+                throw new InvalidOperationException(
+                    $"Column '{_features.Name}' row {row} has {buffer.Length} values, which is not a whole number of time steps of {_channels} channels.");
             longest = Math.Max(longest, buffer.Length);
+            row++;
         }
         return longest;
     }
