@@ -126,8 +126,10 @@ internal enum S4DOnnxConvolution
     Auto,
     /// <summary>A depthwise <c>Conv</c> (group = H) with left padding: O(L·K) per feature.</summary>
     Direct,
-    /// <summary>DFT, multiply by the kernel's precomputed spectrum, inverse DFT: O(n log n) per feature, n the power of two ≥ 2L.</summary>
+    /// <summary>ONNX's DFT operator, multiply by the kernel's precomputed spectrum, inverse DFT: O(n log n) per feature, n the power of two ≥ 2L.</summary>
     Fourier,
+    /// <summary>The same spectral product with each DFT of size n = n1·n2 written as two small matrix products and a twiddle (Cooley–Tukey): O(n·√n) per feature, run by GEMM.</summary>
+    MatMulFourier,
 }
 
 /// <summary>Writes "y = K ∗ u" of a fixed kernel into an ONNX graph, directly or through the DFT.</summary>
@@ -144,8 +146,13 @@ internal static class S4DOnnx
     {
         long length = kernel.shape[2];
         if (mode == S4DOnnxConvolution.Auto)
-            mode = length <= DirectUpTo ? S4DOnnxConvolution.Direct : S4DOnnxConvolution.Fourier;
-        return mode == S4DOnnxConvolution.Direct ? Direct(graph, input, kernel) : Fourier(graph, input, kernel);
+            mode = length <= DirectUpTo ? S4DOnnxConvolution.Direct : S4DOnnxConvolution.MatMulFourier;
+        return mode switch
+        {
+            S4DOnnxConvolution.Direct => Direct(graph, input, kernel),
+            S4DOnnxConvolution.Fourier => Fourier(graph, input, kernel),
+            _ => MatMulFourier(graph, input, kernel),
+        };
     }
 
     /// <summary>y_t = Σ_m k_m u_{t−m} (+ Σ_m k'_m u_{t+m}) as a cross-correlation with the flipped kernel.</summary>
@@ -161,6 +168,94 @@ internal static class S4DOnnx
         var conv = graph.Node("Conv", new[] { channelsFirst, graph.AddInitializer("s4d_kernel", weights) },
             OnnxAttribute.Int("group", h), OnnxAttribute.Ints("kernel_shape", weights.shape[2]), OnnxAttribute.Ints("pads", length - 1, right));
         return graph.Node("Transpose", new[] { conv }, OnnxAttribute.Ints("perm", 0, 2, 1));
+    }
+
+    /// <summary>
+    /// y = Re IDFT(DFT(u) · K̂)[:T] with both transforms as matrix products. For n = n1·n2, x[m1 + n1·m2] as A[m2, m1]:
+    /// DFT(x)[n2·k1 + k2] = Σ_{m1} F_{n1}[k1, m1] ω_n^{m1·k2} Σ_{m2} F_{n2}[k2, m2] A[m2, m1]; the inverse mirrors it. Signals are
+    /// zero beyond n/2 and only outputs below n/2 are kept, so the outer products use half of F_{n2}.
+    /// </summary>
+    private static string MatMulFourier(OnnxGraphBuilder graph, string input, Tensor kernel)
+    {
+        long length = kernel.shape[2], h = kernel.shape[1];
+        long n = 1;
+        while (n < 2 * length)
+            n *= 2;
+        long n1 = 1;
+        while (n1 * n1 * 4 < n)
+            n1 *= 2;
+        long n2 = n / n1, half = n2 / 2;
+
+        // Constants in float64, rounded once to float32; exponents reduced mod n so large products lose nothing.
+        (float[] Re, float[] Im) Dft(long rows, long cols, long size)
+        {
+            var re = new float[rows * cols];
+            var im = new float[rows * cols];
+            for (long r = 0; r < rows; r++)
+            {
+                for (long c = 0; c < cols; c++)
+                {
+                    double angle = -2 * Math.PI * (r * c % size) / size;
+                    re[r * cols + c] = (float)Math.Cos(angle);
+                    im[r * cols + c] = (float)Math.Sin(angle);
+                }
+            }
+            return (re, im);
+        }
+        var (f2Re, f2Im) = Dft(n2, half, n2);
+        var (f1Re, f1Im) = Dft(n1, n1, n1);
+        var (wRe, wIm) = Dft(n2, n1, n);
+        var (f2TopRe, f2TopIm) = Dft(half, n2, n2);
+        using var circular = kernel.shape[0] == 1 ? nn.functional.pad(kernel[0], new[] { 0L, n - length }) : S4DMath.Circular(kernel, n);
+        using var spectrum = fft.fft_(circular.to(ScalarType.Float64), n, -1) / n;
+        // K̂[h, n2·k1 + k2] laid out as [h, k2, k1], the layout of the transposed products below.
+        using var laidOut = spectrum.reshape(h, n1, n2).transpose(1, 2).contiguous();
+        using var kRe = laidOut.real.to(ScalarType.Float32).contiguous();
+        using var kIm = laidOut.imag.to(ScalarType.Float32).contiguous();
+
+        string C(float[] values, params long[] dims) => graph.AddInitializer("s4d_dft", values, dims);
+        string MatMul(string a, string b) => graph.Node("MatMul", new[] { a, b });
+        string Mul(string a, string b) => graph.Node("Mul", new[] { a, b });
+        string Add(string a, string b) => graph.Node("Add", new[] { a, b });
+        string Sub(string a, string b) => graph.Node("Sub", new[] { a, b });
+        var F2Re = C(f2Re, n2, half);
+        var F2Im = C(f2Im, n2, half);
+        var F1Re = C(f1Re, n1, n1);
+        var F1Im = C(f1Im, n1, n1);
+        var WRe = C(wRe, n2, n1);
+        var WIm = C(wIm, n2, n1);
+        var F2TopRe = C(f2TopRe, half, n2);
+        var F2TopIm = C(f2TopIm, half, n2);
+        var KRe = graph.AddInitializer("s4d_spectrum_re", kRe);
+        var KIm = graph.AddInitializer("s4d_spectrum_im", kIm);
+
+        // [B, T, H] → [B, H, n/2] zero-padded → A [B, H, n2/2, n1].
+        var channelsFirst = graph.Node("Transpose", new[] { input }, OnnxAttribute.Ints("perm", 0, 2, 1));
+        var steps = graph.Node("Slice", new[] { graph.Node("Shape", new[] { input }), graph.Int64s(1), graph.Int64s(2) });
+        var padding = graph.Node("Sub", new[] { graph.Int64s(n / 2), steps });
+        var pads = graph.Node("Concat", new[] { graph.Int64s(0, 0, 0, 0, 0), padding }, OnnxAttribute.Int("axis", 0));
+        var a = graph.Node("Reshape", new[] { graph.Node("Pad", new[] { channelsFirst, pads }), graph.Int64s(0, h, half, n1) });
+
+        // Forward: B = F_{n2}[:, :n2/2] A; C = B ⊙ W; Xᵀ = C F_{n1}.
+        var bRe = MatMul(F2Re, a);
+        var bIm = MatMul(F2Im, a);
+        var cRe = Sub(Mul(bRe, WRe), Mul(bIm, WIm));
+        var cIm = Add(Mul(bRe, WIm), Mul(bIm, WRe));
+        var xRe = Sub(MatMul(cRe, F1Re), MatMul(cIm, F1Im));
+        var xIm = Add(MatMul(cRe, F1Im), MatMul(cIm, F1Re));
+
+        // Spectral product with K̂/n, then the inverse: Dᵀ = Yᵀ conj(F_{n1}); Eᵀ = Dᵀ ⊙ conj(W); y = Re(conj(F_{n2})[:n2/2] Eᵀ).
+        var yRe = Sub(Mul(xRe, KRe), Mul(xIm, KIm));
+        var yIm = Add(Mul(xRe, KIm), Mul(xIm, KRe));
+        var dRe = Add(MatMul(yRe, F1Re), MatMul(yIm, F1Im));
+        var dIm = Sub(MatMul(yIm, F1Re), MatMul(yRe, F1Im));
+        var eRe = Add(Mul(dRe, WRe), Mul(dIm, WIm));
+        var eIm = Sub(Mul(dIm, WRe), Mul(dRe, WIm));
+        var y = Add(MatMul(F2TopRe, eRe), MatMul(F2TopIm, eIm));
+
+        var flat = graph.Node("Reshape", new[] { y, graph.Int64s(0, h, n / 2) });
+        var valid = graph.Node("Slice", new[] { flat, graph.Int64s(0), steps, graph.Int64s(2) });
+        return graph.Node("Transpose", new[] { valid }, OnnxAttribute.Ints("perm", 0, 2, 1));
     }
 
     /// <summary>y = IDFT(DFT(u, n) · DFT(k_circular, n))[:T], n the power of two ≥ 2L so no wrap-around reaches a valid step.</summary>

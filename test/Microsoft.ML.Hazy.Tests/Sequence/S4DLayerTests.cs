@@ -84,13 +84,15 @@ public sealed class S4DLayerTests
         AssertClose(y, layer.Forward(x, null), 1e-5, "valid steps");
     }
 
-    [TestCase(true, false)]
-    [TestCase(false, false)]
-    [TestCase(true, true)]
-    [TestCase(false, true)]
-    public void ExportedLayerEqualsTorchSharp(bool direct, bool bidirectional)
+    [TestCase("Direct", false)]
+    [TestCase("Fourier", false)]
+    [TestCase("MatMulFourier", false)]
+    [TestCase("Direct", true)]
+    [TestCase("Fourier", true)]
+    [TestCase("MatMulFourier", true)]
+    public void ExportedLayerEqualsTorchSharp(string convolution, bool bidirectional)
     {
-        var mode = direct ? S4DOnnxConvolution.Direct : S4DOnnxConvolution.Fourier;
+        var mode = Enum.Parse<S4DOnnxConvolution>(convolution);
         using var scope = NewDisposeScope();
         using var layer = NewLayer(bidirectional: bidirectional, seed: 4);
         layer.OnnxConvolution = mode;
