@@ -7,6 +7,8 @@ SampleCommand[] commands =
 [
     new("quickstart", "Train an MLP on Fashion-MNIST, evaluate it, save it, reload it in a fresh MLContext and predict.",
         ["output"], Quickstart.Run),
+    new("s4d", "S4D sequence classifiers vs stock ML.NET trainers on sequential Fashion-MNIST and five UCR series sets; writes metrics.json.",
+        ["output", "datasets", "fashion-rows", "threads"], S4DSample.Run),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.
@@ -62,6 +64,8 @@ int Usage(string? error, int exitCode)
     writer.WriteLine();
     writer.WriteLine("Options:");
     writer.WriteLine("  --output DIR  Folder that receives the command's model and metrics (default: artifacts/<command>).");
+    writer.WriteLine("  s4d only: --datasets A,B (default FashionMNIST and the five UCR sets), --fashion-rows N (first N training images),");
+    writer.WriteLine("            --threads N (libtorch intra-op threads).");
     writer.WriteLine("  -h, --help    Show this message.");
     return exitCode;
 }
