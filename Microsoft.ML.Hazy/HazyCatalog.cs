@@ -91,6 +91,7 @@ namespace Microsoft.ML.Hazy
             MulticlassClassification = new TaskTrainers(Environment, PredictionKind.MulticlassClassification);
             BinaryClassification = new TaskTrainers(Environment, PredictionKind.BinaryClassification);
             Regression = new TaskTrainers(Environment, PredictionKind.Regression);
+            Slicing = new SlicingCatalog(Environment);
         }
 
         internal HazyEnvironment Environment { get; }
@@ -103,6 +104,9 @@ namespace Microsoft.ML.Hazy
 
         /// <summary>Regressors (Single label).</summary>
         public TaskTrainers Regression { get; }
+
+        /// <summary>Slice discovery (Domino).</summary>
+        public SlicingCatalog Slicing { get; }
 
         /// <summary>The trainers for one task.</summary>
         public sealed class TaskTrainers
