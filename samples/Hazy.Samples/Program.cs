@@ -7,6 +7,8 @@ SampleCommand[] commands =
 [
     new("quickstart", "Train an MLP on Fashion-MNIST, evaluate it, save it, reload it in a fresh MLContext and predict.",
         ["output"], Quickstart.Run),
+    new("domino", "Domino slice discovery: 60 planted-slice settings on Fashion-MNIST embeddings against three baselines, then the slices of an MLP's errors.",
+        ["output"], DominoSample.Run),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.
