@@ -94,22 +94,45 @@ internal sealed class DataViewBatcher
         return count;
     }
 
-    /// <summary>Batches in cursor order, or shuffled with <paramref name="shuffleSeed"/>.</summary>
+    /// <summary>Rows held by the streaming shuffle when the data view cannot shuffle itself.</summary>
+    public const int ShufflePoolSize = 8192;
+
+    /// <summary>
+    /// Batches in cursor order, or shuffled with <paramref name="shuffleSeed"/>: through the view's own
+    /// random-order cursor when it has one, else through a pool of <see cref="ShufflePoolSize"/> rows on
+    /// this thread (ML.NET's ShuffleRows reads on a background thread, which TorchSharp code must not race).
+    /// </summary>
     public IEnumerable<TensorBatch> GetBatches(int batchSize, int? shuffleSeed, Device device)
     {
         if (batchSize <= 0)
             throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be positive.");
-        var view = _data;
+        var rows = ReadRows(shuffleSeed is int s && _data.CanShuffle ? new Random(s) : null);
         if (shuffleSeed is int seed && !_data.CanShuffle)
-            view = new MLContext(seed).Data.ShuffleRows(_data, seed, shufflePoolSize: 4096, shuffleSource: false);
-        var columns = _label is { } l ? new[] { view.Schema[_features.Name], view.Schema[l.Name] } : new[] { view.Schema[_features.Name] };
-        var rand = shuffleSeed is int s && _data.CanShuffle ? new Random(s) : null;
-        using var cursor = view.GetRowCursor(columns, rand);
-        var featureGetter = cursor.GetGetter<VBuffer<float>>(view.Schema[_features.Name]);
-        var labelReader = _label is { } lab ? MakeLabelReader(cursor, view.Schema[lab.Name]) : null;
+            rows = PoolShuffle(rows, new Random(seed));
 
-        var rows = new List<float[]>(batchSize);
+        var features = new List<float[]>(batchSize);
         var labels = new List<float>(batchSize);
+        foreach (var (x, y) in rows)
+        {
+            features.Add(x);
+            labels.Add(y);
+            if (features.Count == batchSize)
+            {
+                yield return MakeBatch(features, labels, device);
+                features.Clear();
+                labels.Clear();
+            }
+        }
+        if (features.Count > 0)
+            yield return MakeBatch(features, labels, device);
+    }
+
+    private IEnumerable<(float[] Features, float Label)> ReadRows(Random? rand)
+    {
+        var columns = _label is { } l ? new[] { _features, l } : new[] { _features };
+        using var cursor = _data.GetRowCursor(columns, rand);
+        var featureGetter = cursor.GetGetter<VBuffer<float>>(_features);
+        var labelReader = _label is { } lab ? MakeLabelReader(cursor, lab) : null;
         var buffer = default(VBuffer<float>);
         long row = 0;
         while (cursor.MoveNext())
@@ -122,19 +145,31 @@ internal sealed class DataViewBatcher
             if (FeatureSize == 0 && _channels > 0 && values.Length % _channels != 0)
                 throw new InvalidOperationException(
                     $"Column '{_features.Name}' row {row} has {values.Length} values, which is not a whole number of time steps of {_channels} channels.");
-            rows.Add(values);
-            if (labelReader != null)
-                labels.Add(labelReader(row));
+            yield return (values, labelReader?.Invoke(row) ?? 0f);
             row++;
-            if (rows.Count == batchSize)
-            {
-                yield return MakeBatch(rows, labels, device);
-                rows.Clear();
-                labels.Clear();
-            }
         }
-        if (rows.Count > 0)
-            yield return MakeBatch(rows, labels, device);
+    }
+
+    private static IEnumerable<T> PoolShuffle<T>(IEnumerable<T> source, Random rand)
+    {
+        var pool = new List<T>(ShufflePoolSize);
+        foreach (var item in source)
+        {
+            if (pool.Count < ShufflePoolSize)
+            {
+                pool.Add(item);
+                continue;
+            }
+            int j = rand.Next(pool.Count);
+            yield return pool[j];
+            pool[j] = item;
+        }
+        for (int i = pool.Count - 1; i >= 0; i--)
+        {
+            int j = rand.Next(i + 1);
+            yield return pool[j];
+            pool[j] = pool[i];
+        }
     }
 
     private Func<long, float> MakeLabelReader(DataViewRowCursor cursor, DataViewSchema.Column column)

@@ -1,5 +1,6 @@
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Onnx;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Hazy.Training;
@@ -35,8 +36,12 @@ internal static class Objectives
         public Tensor Loss(Tensor output, TensorBatch batch) =>
             nn.functional.binary_cross_entropy_with_logits(output.squeeze(1), batch.Labels!);
 
-        public double MetricSum(Tensor output, TensorBatch batch) =>
-            output.squeeze(1).gt(0).eq(batch.Labels!.gt(0.5)).sum().item<long>();
+        public double MetricSum(Tensor output, TensorBatch batch)
+        {
+            using var zero = 0.0.ToScalar();
+            using var half = 0.5.ToScalar();
+            return output.squeeze(1).gt(zero).eq(batch.Labels!.gt(half)).sum().item<long>();
+        }
 
         public double FinishMetric(double sum, long rows) => sum / rows;
     }

@@ -56,8 +56,6 @@ internal static class TrainingLoop
         long warmupSteps = (long)Math.Round(options.WarmupFraction * totalSteps);
 
         using var optimizer = CreateOptimizer(model, options, channel);
-        var groups = optimizer.ParamGroups.ToList();
-        var baseRates = groups.Select(g => g.LearningRate).ToArray();
         var parameters = model.parameters().ToArray();
 
         var history = new List<EpochSummary>();
@@ -82,14 +80,14 @@ internal static class TrainingLoop
                     using var scope = NewDisposeScope();
                     using var _ = batch;
                     double factor = LearningRateFactor(step, warmupSteps, totalSteps, options.Schedule);
-                    for (int g = 0; g < groups.Count; g++)
-                        groups[g].LearningRate = baseRates[g] * factor;
-                    optimizer.zero_grad();
+                    foreach (var group in optimizer.Groups)
+                        group.LearningRate = group.BaseLearningRate * factor;
+                    optimizer.ZeroGrad();
                     var loss = objective.Loss(forward(batch), batch);
                     loss.backward();
                     if (options.GradientClipNorm > 0)
                         nn.utils.clip_grad_norm_(parameters, options.GradientClipNorm);
-                    optimizer.step();
+                    optimizer.Step();
                     double l = loss.item<float>();
                     if (!double.IsFinite(l))
                         throw new InvalidOperationException($"The training loss became {l} at epoch {epoch}, step {stepInEpoch + 1}; lower the learning rate.");
@@ -192,7 +190,7 @@ internal static class TrainingLoop
     }
 
     /// <summary>Assigns each named parameter to the first group whose prefix matches; the rest form the default group.</summary>
-    public static optim.Optimizer CreateOptimizer(nn.Module model, HazyTrainerOptions options, IChannel? channel = null)
+    public static ParameterOptimizer CreateOptimizer(nn.Module model, HazyTrainerOptions options, IChannel? channel = null)
     {
         var buckets = options.ParameterGroups.Select(_ => new List<Parameter>()).ToList();
         var rest = new List<Parameter>();
@@ -203,27 +201,21 @@ internal static class TrainingLoop
             int g = options.ParameterGroups.FindIndex(o => name.StartsWith(o.NamePrefix, StringComparison.Ordinal));
             (g >= 0 ? buckets[g] : rest).Add(p);
         }
-        var specs = new List<(List<Parameter> Params, double Lr, double Wd, string Name)>();
+        var groups = new List<ParameterGroup>();
         if (rest.Count > 0)
-            specs.Add((rest, options.LearningRate, options.WeightDecay, "default"));
+            groups.Add(new ParameterGroup("default", rest, options.LearningRate, options.WeightDecay));
         for (int i = 0; i < buckets.Count; i++)
         {
             if (buckets[i].Count == 0)
                 continue;
             var o = options.ParameterGroups[i];
-            specs.Add((buckets[i], o.LearningRate ?? options.LearningRate, o.WeightDecay ?? options.WeightDecay, $"'{o.NamePrefix}*'"));
+            groups.Add(new ParameterGroup($"'{o.NamePrefix}*'", buckets[i], o.LearningRate ?? options.LearningRate, o.WeightDecay ?? options.WeightDecay));
         }
-        if (specs.Count == 0)
+        if (groups.Count == 0)
             throw new InvalidOperationException("The model has no trainable parameters.");
-        foreach (var s in specs)
-            channel?.Trace(MessageSensitivity.None, $"Parameter group {s.Name}: {s.Params.Count} tensors, lr {s.Lr}, weight decay {s.Wd}");
-
-        return options.Optimizer switch
-        {
-            HazyOptimizer.AdamW => optim.AdamW(specs.Select(s => new AdamW.ParamGroup(s.Params, lr: s.Lr, weight_decay: s.Wd)), options.LearningRate),
-            HazyOptimizer.Adam => optim.Adam(specs.Select(s => new Adam.ParamGroup(s.Params, lr: s.Lr, weight_decay: s.Wd)), options.LearningRate),
-            _ => optim.SGD(specs.Select(s => new SGD.ParamGroup(s.Params, lr: s.Lr, momentum: 0.9, weight_decay: s.Wd, nesterov: true)), options.LearningRate),
-        };
+        foreach (var g in groups)
+            channel?.Trace(MessageSensitivity.None, $"Parameter group {g.Name}: {g.Parameters.Count} tensors, lr {g.BaseLearningRate}, weight decay {g.WeightDecay}");
+        return new ParameterOptimizer(options.Optimizer, groups);
     }
 
     private static void Validate(HazyTrainerOptions o)

@@ -59,10 +59,7 @@ internal static class Quickstart
         var source = FashionMnist.LoadDefault(mlContext);
         string dataSource = source.IsSubset ? "subset" : source.Directory == FashionMnist.DebianDirectory ? "debian" : "full";
         var split = mlContext.Data.TrainTestSplit(source.Train, testFraction: 0.1, seed: 1);
-        // Cache the training rows and fill the cache now: a cached view is shuffleable, so the trainer reads it on
-        // its own thread. Uncached, the trainer shuffles through ShuffleRows, whose reader thread allocates while
-        // TorchSharp runs; with TorchSharp 0.107 that made most full runs here fail in AdamW.step on a freed Scalar.
-        var train = mlContext.Data.Cache(split.TrainSet);
+        var train = split.TrainSet;
         long trainRows = CountRows(train), validationRows = CountRows(split.TestSet), testRows = CountRows(source.Test);
         AnsiConsole.MarkupLine(dataSource switch
         {
@@ -178,11 +175,11 @@ internal static class Quickstart
 
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
-    /// <summary>Counts the rows with a cursor over every column, which also fills a cached view.</summary>
+    /// <summary>Counts the rows with a cursor.</summary>
     private static long CountRows(IDataView data)
     {
         long count = 0;
-        using var cursor = data.GetRowCursor(data.Schema);
+        using var cursor = data.GetRowCursor(Array.Empty<DataViewSchema.Column>());
         while (cursor.MoveNext())
             count++;
         return count;

@@ -29,20 +29,17 @@ public sealed class TrainingLoopTests
         var options = new MlpTrainer.Options { LearningRate = 0.01, WeightDecay = 0.05 };
         options.ParameterGroups.Add(new ParameterGroupOptions { NamePrefix = "ssm.", LearningRate = 1e-3, WeightDecay = 0 });
         using var optimizer = TrainingLoop.CreateOptimizer(model, options);
-        var groups = optimizer.ParamGroups.Cast<TorchSharp.Modules.ParamGroup>().ToList();
+        var groups = optimizer.Groups;
         Assert.That(groups, Has.Count.EqualTo(2));
-        Assert.That(groups[0].LearningRate, Is.EqualTo(0.01));
-        Assert.That(groups[1].LearningRate, Is.EqualTo(1e-3));
-        Assert.That(groups[0].Parameters.Count(), Is.EqualTo(2));
-        Assert.That(groups[1].Parameters.Count(), Is.EqualTo(2));
-        var wd = groups.Select(g => (double)((TorchSharp.Modules.AdamW.Options)g.Options).weight_decay!).ToArray();
-        Assert.That(wd, Is.EqualTo(new[] { 0.05, 0.0 }));
+        Assert.That(groups.Select(g => g.LearningRate), Is.EqualTo(new[] { 0.01, 1e-3 }));
+        Assert.That(groups.Select(g => g.WeightDecay), Is.EqualTo(new[] { 0.05, 0.0 }));
+        Assert.That(groups.Select(g => g.Parameters.Count), Is.EqualTo(new[] { 2, 2 }));
 
         // Weight decay 0 really leaves a zero-gradient parameter alone, decay shrinks the others.
         var before = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
         foreach (var p in model.parameters())
             p.grad = zeros_like(p);
-        optimizer.step();
+        optimizer.Step();
         foreach (var (name, p) in model.named_parameters())
         {
             bool changed = !p.detach().allclose(before[name], 0, 0);
@@ -192,6 +189,63 @@ public sealed class TrainingLoopTests
         using var regression = ml.Regression.Trainers.HazyMlp(options).Fit(Blobs.WithLabel(ml, Blobs.Make(400, 1), nameof(Blobs.Row.Target)));
         var r = ml.Regression.Evaluate(regression.Transform(Blobs.WithLabel(ml, Blobs.Make(300, 9), nameof(Blobs.Row.Target))));
         Assert.That(r.RSquared, Is.GreaterThan(0.9));
+    }
+
+    [TestCase(HazyOptimizer.AdamW)]
+    [TestCase(HazyOptimizer.Adam)]
+    [TestCase(HazyOptimizer.Sgd)]
+    public void OptimizerStepFollowsItsUpdateRule(HazyOptimizer kind)
+    {
+        // One parameter p = 2 with gradient g = 0.5 (loss = 0.5·p... d/dp = 0.5), lr 0.1, weight decay 0.01, two steps.
+        using var p = new TorchSharp.Modules.Parameter(tensor(new[] { 2.0f }));
+        var group = new ParameterGroup("g", new[] { p }, 0.1, 0.01);
+        using var optimizer = new ParameterOptimizer(kind, new[] { group });
+        double w = 2, m = 0, v = 0, b = 0;
+        for (int t = 1; t <= 2; t++)
+        {
+            optimizer.ZeroGrad();
+            (p * 0.5f).sum().backward();
+            optimizer.Step();
+            double g = 0.5;
+            if (kind == HazyOptimizer.AdamW)
+                w *= 1 - 0.1 * 0.01;
+            else
+                g += 0.01 * w;
+            if (kind == HazyOptimizer.Sgd)
+            {
+                b = 0.9 * b + g;
+                w -= 0.1 * (g + 0.9 * b);
+            }
+            else
+            {
+                m = 0.9 * m + 0.1 * g;
+                v = 0.999 * v + 0.001 * g * g;
+                double mHat = m / (1 - Math.Pow(0.9, t)), vHat = v / (1 - Math.Pow(0.999, t));
+                w -= 0.1 * mHat / (Math.Sqrt(vHat) + 1e-8);
+            }
+            Assert.That(p.item<float>(), Is.EqualTo(w).Within(1e-5), $"step {t}");
+        }
+    }
+
+    [Test]
+    public void StreamingShuffleIsASeededPermutation()
+    {
+        var ml = new MLContext(1);
+        // A view that cannot shuffle itself: rows come from a lazy enumerable.
+        IEnumerable<Blobs.Row> Rows() { foreach (var r in Blobs.Make(20000, 1)) yield return r; }
+        var data = Blobs.Keyed(ml, Rows());
+        Assert.That(data.CanShuffle, Is.False);
+        var batcher = new Microsoft.ML.Hazy.Data.DataViewBatcher(data, "Features", "Label", Microsoft.ML.Hazy.Data.LabelKind.Key);
+        float[] FirstValues(int? seed) => batcher.GetBatches(1000, seed, CPU)
+            .SelectMany(b => { using (b) return b.Features.select(1, 0).data<float>().ToArray(); }).ToArray();
+        var ordered = FirstValues(null);
+        var a = FirstValues(5);
+        var again = FirstValues(5);
+        var other = FirstValues(6);
+        Assert.That(a, Is.EquivalentTo(ordered));
+        Assert.That(a, Is.Not.EqualTo(ordered));
+        Assert.That(again, Is.EqualTo(a));
+        Assert.That(other, Is.Not.EqualTo(a));
     }
 
     /// <summary>Progress&lt;T&gt; posts to the thread pool; tests need the reports in order, on the training thread.</summary>
