@@ -197,6 +197,36 @@ public static unsafe class FlashAttentionKernel
 
         public float* Qs, S, Kt, Vb, Acc, M, Lsum, Z, Ks, Vt, Dob, Dpb, PdT, DsT, DkAcc, DvAcc;
 
+        private float* _keyCache;
+        private bool[]? _packed;
+        private int _cachedBh = -1;
+
+        // τK_jᵀ for the forward. The key tiles of the current batch-head stay packed while this worker moves through its
+        // query blocks (at most 32 MiB per worker; beyond that each tile is repacked on use).
+        public float* KeyTile(Plan plan, int bh, int j, float* keys, int nc)
+        {
+            long tileFloats = (long)plan.D * plan.Bc;
+            if (_packed is null)
+            {
+                bool fits = tileFloats * plan.Tc * sizeof(float) <= 32L << 20;
+                _packed = new bool[fits ? plan.Tc : 1];
+                _keyCache = fits ? Alloc((int)(tileFloats * plan.Tc)) : Kt;
+            }
+            if (_cachedBh != bh)
+            {
+                Array.Clear(_packed);
+                _cachedBh = bh;
+            }
+            int slot = _packed.Length == 1 ? 0 : j;
+            float* tile = _keyCache + slot * tileFloats;
+            if (_packed.Length == 1 || !_packed[slot])
+            {
+                PackTransposed(keys, nc, plan.D, plan.Bc, plan.Scale, tile);
+                _packed[slot] = _packed.Length > 1;
+            }
+            return tile;
+        }
+
         private float* Alloc(int count)
         {
             var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
@@ -237,7 +267,7 @@ public static unsafe class FlashAttentionKernel
         int b = bh / shape.Heads, d = plan.D, dp = plan.Dp, bc = plan.Bc;
         int r0 = i * plan.Br, nr = Math.Min(plan.Br, shape.QueryLength - r0), nr4 = RoundUp(nr, 4);
         var isa = plan.Isa;
-        PackRows(q + ((long)bh * shape.QueryLength + r0) * d, nr, nr4, d, dp, plan.Scale, ws.Qs, isa);
+        float* qt = RowTile(q + ((long)bh * shape.QueryLength + r0) * d, nr, nr4, d, dp, ws.Qs, out int ldq);
         new Span<float>(ws.Acc, nr4 * dp).Clear();
         for (int r = 0; r < nr; r++)
         {
@@ -250,9 +280,9 @@ public static unsafe class FlashAttentionKernel
             if (!plan.Active(b, i, j))
                 continue;
             int j0 = j * bc, nc = Math.Min(bc, shape.KeyLength - j0), nc16 = RoundUp(nc, 16);
-            PackTransposed(kh + (long)j0 * d, nc, d, bc, ws.Kt);
-            PackRows(vh + (long)j0 * d, nc, nc, d, dp, 1f, ws.Vb, isa);
-            TileMath.Gemm(isa, ws.Qs, dp, ws.Kt, bc, ws.S, bc, nr4, nc16, d, accumulate: false);
+            float* kt = ws.KeyTile(plan, bh, j, kh + (long)j0 * d, nc);
+            float* vt = RowTile(vh + (long)j0 * d, nc, nc, d, dp, ws.Vb, out int ldv);
+            TileMath.Gemm(isa, qt, ldq, kt, bc, ws.S, bc, nr4, nc16, d, accumulate: false);
             for (int r = 0; r < nr; r++)
             {
                 int row = r0 + r;
@@ -275,7 +305,7 @@ public static unsafe class FlashAttentionKernel
                 if (plan.Dropout)
                     ApplyDropout(plan, s, visible, bh, row, j0);
             }
-            TileMath.Gemm(isa, ws.S, bc, ws.Vb, dp, ws.Acc, dp, nr4, dp, nc, accumulate: true);
+            TileMath.Gemm(isa, ws.S, bc, vt, ldv, ws.Acc, dp, nr4, dp, nc, accumulate: true);
         }
         float* oh = o + ((long)bh * shape.QueryLength + r0) * d;
         float* lh = lse + (long)bh * shape.QueryLength + r0;
@@ -367,18 +397,18 @@ public static unsafe class FlashAttentionKernel
             if (!any)
             {
                 any = true;
-                PackTransposed(kh, nc, d, bc, ws.Kt);
-                PackTransposed(vh, nc, d, bc, ws.Vt);
+                PackTransposed(kh, nc, d, bc, plan.Scale, ws.Kt);
+                PackTransposed(vh, nc, d, bc, 1f, ws.Vt);
                 PackRows(kh, nc, nc, d, dp, plan.Scale, ws.Ks, isa);
                 new Span<float>(ws.DkAcc, nc4 * dp).Clear();
                 new Span<float>(ws.DvAcc, nc4 * dp).Clear();
             }
             int r0 = i * br, nr = Math.Min(br, shape.QueryLength - r0), nr4 = RoundUp(nr, 4);
             long rowBase = (long)bh * shape.QueryLength + r0;
-            PackRows(q + rowBase * d, nr, nr4, d, dp, plan.Scale, ws.Qs, isa);
-            PackRows(dO + rowBase * d, nr, nr4, d, dp, 1f, ws.Dob, isa);
-            TileMath.Gemm(isa, ws.Qs, dp, ws.Kt, bc, ws.S, bc, nr4, nc16, d, accumulate: false);
-            TileMath.Gemm(isa, ws.Dob, dp, ws.Vt, bc, ws.Dpb, bc, nr4, nc16, d, accumulate: false);
+            float* qt = RowTile(q + rowBase * d, nr, nr4, d, dp, ws.Qs, out int ldq);
+            float* dot = RowTile(dO + rowBase * d, nr, nr4, d, dp, ws.Dob, out int lddo);
+            TileMath.Gemm(isa, qt, ldq, ws.Kt, bc, ws.S, bc, nr4, nc16, d, accumulate: false);
+            TileMath.Gemm(isa, dot, lddo, ws.Vt, bc, ws.Dpb, bc, nr4, nc16, d, accumulate: false);
             for (int r = 0; r < nr4; r++)
             {
                 float* p = ws.S + r * bc, dpr = ws.Dpb + r * bc;
@@ -402,8 +432,8 @@ public static unsafe class FlashAttentionKernel
                     ws.DsT[c * br + r] = dpr[c];
                 }
             }
-            TileMath.Gemm(isa, ws.PdT, br, ws.Dob, dp, ws.DvAcc, dp, nc4, dp, nr4, accumulate: true);
-            TileMath.Gemm(isa, ws.DsT, br, ws.Qs, dp, ws.DkAcc, dp, nc4, dp, nr4, accumulate: true);
+            TileMath.Gemm(isa, ws.PdT, br, dot, lddo, ws.DvAcc, dp, nc4, dp, nr4, accumulate: true);
+            TileMath.Gemm(isa, ws.DsT, br, qt, ldq, ws.DkAcc, dp, nc4, dp, nr4, accumulate: true);
             TileMath.Gemm(isa, ws.Dpb, bc, ws.Ks, dp, ws.Acc, dp, nr4, dp, nc, accumulate: false);
             for (int r = 0; r < nr; r++)
             {
@@ -417,9 +447,23 @@ public static unsafe class FlashAttentionKernel
         float* dkh = dk + ((long)bh * shape.KeyLength + j0) * d, dvh = dv + ((long)bh * shape.KeyLength + j0) * d;
         for (int c = 0; c < nc; c++)
         {
+            TileMath.Scale(isa, ws.DkAcc + c * dp, d, plan.Scale);
             new Span<float>(ws.DkAcc + c * dp, d).CopyTo(new Span<float>(dkh + (long)c * d, d));
             new Span<float>(ws.DvAcc + c * dp, d).CopyTo(new Span<float>(dvh + (long)c * d, d));
         }
+    }
+
+    // A rows × d block used in place when the GEMM can read it directly (d a multiple of 16, rows a multiple of 4), else packed.
+    private static float* RowTile(float* src, int rows, int rows4, int d, int dp, float* buffer, out int ld)
+    {
+        if (d == dp && rows == rows4)
+        {
+            ld = d;
+            return src;
+        }
+        PackRows(src, rows, rows4, d, dp, 1f, buffer, SimdLevel.Scalar);
+        ld = dp;
+        return buffer;
     }
 
     // rows × d source (row stride d) → rows4 × dp tile, times a; padding rows zeroed.
@@ -435,14 +479,14 @@ public static unsafe class FlashAttentionKernel
             new Span<float>(dst + rows * dp, (rows4 - rows) * dp).Clear();
     }
 
-    // rows × d source → d × ld transposed tile.
-    private static void PackTransposed(float* src, int rows, int d, int ld, float* dst)
+    // rows × d source → d × ld transposed tile, times a.
+    internal static void PackTransposed(float* src, int rows, int d, int ld, float a, float* dst)
     {
         for (int r = 0; r < rows; r++)
         {
             float* s = src + (long)r * d;
             for (int c = 0; c < d; c++)
-                dst[c * ld + r] = s[c];
+                dst[c * ld + r] = s[c] * a;
         }
     }
 
