@@ -56,8 +56,6 @@ internal static class AttentionBenchmark
         var sparse = BlockSparse(sparseLength);
 
         Harness.WarnIfNoisy(Console.Out, rows.Select(r => r.M).Concat(sparse.Select(s => s.M)));
-        foreach (var n in notes)
-            Console.WriteLine("note: " + n);
         Console.WriteLine($"Total {total.Elapsed.TotalSeconds:F0} s.");
 
         if (jsonPath is not null)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Microsoft.ML.Hazy.Sequence.Attention;
@@ -188,14 +189,13 @@ public static unsafe class FlashAttentionKernel
                 Vt = Alloc(dp * bc);
                 Dob = Alloc(br * dp);
                 Dpb = Alloc(br * bc);
-                PdT = Alloc(bc * br);
-                DsT = Alloc(bc * br);
+                Pd = Alloc(br * bc);
                 DkAcc = Alloc(bc * dp);
                 DvAcc = Alloc(bc * dp);
             }
         }
 
-        public float* Qs, S, Kt, Vb, Acc, M, Lsum, Z, Ks, Vt, Dob, Dpb, PdT, DsT, DkAcc, DvAcc;
+        public float* Qs, S, Kt, Vb, Acc, M, Lsum, Z, Ks, Vt, Dob, Dpb, Pd, DkAcc, DvAcc;
 
         private float* _keyCache;
         private bool[]? _packed;
@@ -261,6 +261,7 @@ public static unsafe class FlashAttentionKernel
     }
 
     // FlashAttention-2 forward for one query block: online softmax over the key blocks, LSE = m + log ℓ.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardBlock(Plan plan, Workspace ws, int bh, int i, float* q, float* k, float* v, float* o, float* lse)
     {
         var shape = plan.Shape;
@@ -381,6 +382,7 @@ public static unsafe class FlashAttentionKernel
     }
 
     // Algorithm 4 for one key block: recompute P = exp(S − LSE), dV += Pdᵀ dO, dS = P ∘ (dP∘Z − D), dK += τ dSᵀ Q, dQ += τ dS K.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BackwardKeyBlock(Plan plan, Workspace ws, int bh, int j, float* q, float* k, float* v, float* lse,
         float* dO, float[] rowDot, float* dq, float* dk, float* dv)
     {
@@ -411,7 +413,7 @@ public static unsafe class FlashAttentionKernel
             TileMath.Gemm(isa, dot, lddo, ws.Vt, bc, ws.Dpb, bc, nr4, nc16, d, accumulate: false);
             for (int r = 0; r < nr4; r++)
             {
-                float* p = ws.S + r * bc, dpr = ws.Dpb + r * bc;
+                float* p = ws.S + r * bc, dpr = ws.Dpb + r * bc, pd = ws.Pd + r * bc;
                 int visible = r < nr ? plan.VisibleColumns(b, r0 + r, j0, nc) : 0;
                 if (visible > 0)
                 {
@@ -420,20 +422,20 @@ public static unsafe class FlashAttentionKernel
                     {
                         FillDropoutRow(plan, ws.Z, visible, bh, r0 + r, j0);
                         for (int c = 0; c < visible; c++)
+                        {
+                            pd[c] = p[c] * ws.Z[c];
                             dpr[c] *= ws.Z[c];
+                        }
                     }
                     TileMath.SoftmaxGradient(isa, p, dpr, visible, rowDot[rowBase + r]);
                 }
                 new Span<float>(p + visible, nc16 - visible).Clear();
                 new Span<float>(dpr + visible, nc16 - visible).Clear();
-                for (int c = 0; c < nc4; c++)
-                {
-                    ws.PdT[c * br + r] = plan.Dropout && c < visible ? p[c] * ws.Z[c] : p[c];
-                    ws.DsT[c * br + r] = dpr[c];
-                }
+                if (plan.Dropout)
+                    new Span<float>(pd + visible, nc16 - visible).Clear();
             }
-            TileMath.Gemm(isa, ws.PdT, br, dot, lddo, ws.DvAcc, dp, nc4, dp, nr4, accumulate: true);
-            TileMath.Gemm(isa, ws.DsT, br, qt, ldq, ws.DkAcc, dp, nc4, dp, nr4, accumulate: true);
+            TileMath.GemmTransposedA(isa, plan.Dropout ? ws.Pd : ws.S, bc, dot, lddo, ws.DvAcc, dp, nc4, dp, nr4, accumulate: true);
+            TileMath.GemmTransposedA(isa, ws.Dpb, bc, qt, ldq, ws.DkAcc, dp, nc4, dp, nr4, accumulate: true);
             TileMath.Gemm(isa, ws.Dpb, bc, ws.Ks, dp, ws.Acc, dp, nr4, dp, nc, accumulate: false);
             for (int r = 0; r < nr; r++)
             {

@@ -74,7 +74,8 @@ public sealed class FlashAttentionKernelTests
     [TestCaseSource(nameof(RandomCases))]
     public void MatchesFloat64ReferenceWithinTwiceNaiveFloat32Error(int length, int d)
     {
-        var shape = new AttentionShape(1, 2, length, length, d);
+        // One head at 1025 keeps the float64 reference's time small.
+        var shape = new AttentionShape(1, length > 1000 ? 1 : 2, length, length, d);
         CheckAgainstReference(shape, new FlashAttentionOptions(), seed: length * 1000 + d);
     }
 

@@ -22,9 +22,11 @@ internal static class NaiveAttention
         return true;
     }
 
-    public static Result<T> Run<T>(AttentionShape s, float[] q, float[] k, float[] v, float[]? dO, FlashAttentionOptions options)
+    public static Result<T> Run<T>(AttentionShape s, float[] qf, float[] kf, float[] vf, float[]? dOf, FlashAttentionOptions options)
         where T : IFloatingPointIeee754<T>
     {
+        T[] q = Convert<T>(qf), k = Convert<T>(kf), v = Convert<T>(vf);
+        T[]? dO = dOf is null ? null : Convert<T>(dOf);
         int d = s.HeadDim, lq = s.QueryLength, lk = s.KeyLength;
         T tau = T.CreateChecked(options.Scale ?? 1.0 / Math.Sqrt(d));
         double p = options.DropoutProbability;
@@ -54,7 +56,7 @@ internal static class NaiveAttention
                         }
                         T acc = T.Zero;
                         for (int c = 0; c < d; c++)
-                            acc += T.CreateChecked(q[qb + (long)i * d + c]) * T.CreateChecked(k[kb + (long)j * d + c]);
+                            acc += (q[qb + (long)i * d + c]) * (k[kb + (long)j * d + c]);
                         sc[j] = tau * acc;
                         max = T.Max(max, sc[j]);
                     }
@@ -74,14 +76,14 @@ internal static class NaiveAttention
                     {
                         T acc = T.Zero;
                         for (int j = 0; j < lk; j++)
-                            acc += pr[j] * z[j] * T.CreateChecked(v[kb + (long)j * d + c]);
+                            acc += pr[j] * z[j] * (v[kb + (long)j * d + c]);
                         o[qb + (long)i * d + c] = acc;
                     }
                     if (dO is null)
                         continue;
                     T dsum = T.Zero;
                     for (int c = 0; c < d; c++)
-                        dsum += T.CreateChecked(dO[qb + (long)i * d + c]) * o[qb + (long)i * d + c];
+                        dsum += (dO[qb + (long)i * d + c]) * o[qb + (long)i * d + c];
                     for (int j = 0; j < lk; j++)
                     {
                         if (pr[j] == T.Zero)
@@ -89,21 +91,23 @@ internal static class NaiveAttention
                         T dpj = T.Zero;
                         for (int c = 0; c < d; c++)
                         {
-                            T g = T.CreateChecked(dO[qb + (long)i * d + c]);
+                            T g = (dO[qb + (long)i * d + c]);
                             dv[kb + (long)j * d + c] += pr[j] * z[j] * g;
-                            dpj += g * T.CreateChecked(v[kb + (long)j * d + c]);
+                            dpj += g * (v[kb + (long)j * d + c]);
                         }
                         T ds = pr[j] * (dpj * z[j] - dsum);
                         for (int c = 0; c < d; c++)
                         {
-                            dq[qb + (long)i * d + c] += tau * ds * T.CreateChecked(k[kb + (long)j * d + c]);
-                            dk[kb + (long)j * d + c] += tau * ds * T.CreateChecked(q[qb + (long)i * d + c]);
+                            dq[qb + (long)i * d + c] += tau * ds * (k[kb + (long)j * d + c]);
+                            dk[kb + (long)j * d + c] += tau * ds * (q[qb + (long)i * d + c]);
                         }
                     }
                 }
             }
         return new Result<T>(o, lse, dq, dk, dv);
     }
+
+    private static T[] Convert<T>(float[] x) where T : IFloatingPointIeee754<T> => x.Select(T.CreateChecked).ToArray();
 
     public static double MaxError<T>(float[] actual, T[] reference) where T : IFloatingPointIeee754<T>
     {
