@@ -203,6 +203,7 @@ public static unsafe class FlashAttentionKernel
 
         // τK_jᵀ for the forward. The key tiles of the current batch-head stay packed while this worker moves through its
         // query blocks (at most 32 MiB per worker; beyond that each tile is repacked on use).
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public float* KeyTile(Plan plan, int bh, int j, float* keys, int nc)
         {
             long tileFloats = (long)plan.D * plan.Bc;
@@ -456,6 +457,7 @@ public static unsafe class FlashAttentionKernel
     }
 
     // A rows × d block used in place when the GEMM can read it directly (d a multiple of 16, rows a multiple of 4), else packed.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float* RowTile(float* src, int rows, int rows4, int d, int dp, float* buffer, out int ld)
     {
         if (d == dp && rows == rows4)
@@ -469,6 +471,7 @@ public static unsafe class FlashAttentionKernel
     }
 
     // rows × d source (row stride d) → rows4 × dp tile, times a; padding rows zeroed.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackRows(float* src, int rows, int rows4, int d, int dp, float a, float* dst, SimdLevel isa)
     {
         for (int r = 0; r < rows; r++)
@@ -482,6 +485,7 @@ public static unsafe class FlashAttentionKernel
     }
 
     // rows × d source → d × ld transposed tile, times a.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackTransposed(float* src, int rows, int d, int ld, float a, float* dst)
     {
         for (int r = 0; r < rows; r++)
@@ -496,6 +500,7 @@ public static unsafe class FlashAttentionKernel
     private static void ApplyDropout(Plan plan, float* p, int n, int bh, int row, int j0) =>
         FillDropoutRow(plan, p, n, bh, row, j0, multiply: true);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void FillDropoutRow(Plan plan, float* z, int n, int bh, int row, int j0, bool multiply = false)
     {
         ulong key = RowKey(plan.Seed, bh, row);
