@@ -118,7 +118,10 @@ public static unsafe class FlashAttentionKernel
             DropThreshold = Threshold(p);
             KeepScale = (float)(1 / (1 - p));
             Seed = options.DropoutSeed;
+            KeyCacheBytes = options.KeyCacheBytes;
         }
+
+        public long KeyCacheBytes { get; }
 
         public AttentionShape Shape { get; }
         public int D { get; }
@@ -202,14 +205,14 @@ public static unsafe class FlashAttentionKernel
         private int _cachedBh = -1;
 
         // τK_jᵀ for the forward. The key tiles of the current batch-head stay packed while this worker moves through its
-        // query blocks (at most 32 MiB per worker; beyond that each tile is repacked on use).
+        // query blocks (up to KeyCacheBytes, 32 MiB by default, per worker; beyond that each tile is repacked on use).
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public float* KeyTile(Plan plan, int bh, int j, float* keys, int nc)
         {
             long tileFloats = (long)plan.D * plan.Bc;
             if (_packed is null)
             {
-                bool fits = tileFloats * plan.Tc * sizeof(float) <= 32L << 20;
+                bool fits = tileFloats * plan.Tc * sizeof(float) <= plan.KeyCacheBytes;
                 _packed = new bool[fits ? plan.Tc : 1];
                 _keyCache = fits ? Alloc((int)(tileFloats * plan.Tc)) : Kt;
             }

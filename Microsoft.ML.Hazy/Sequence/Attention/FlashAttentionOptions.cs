@@ -58,6 +58,9 @@ public sealed class FlashAttentionOptions
     /// <summary>The widest instruction set to use; null picks the best this machine has.</summary>
     public SimdLevel? MaxSimdLevel { get; set; }
 
+    /// <summary>Per-worker memory for keeping a batch-head's packed key tiles; beyond it tiles are repacked on use.</summary>
+    internal long KeyCacheBytes { get; set; } = 32L << 20;
+
     /// <summary>A shallow copy.</summary>
     public FlashAttentionOptions Clone() => (FlashAttentionOptions)MemberwiseClone();
 

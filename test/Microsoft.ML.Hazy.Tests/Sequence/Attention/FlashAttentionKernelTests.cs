@@ -143,6 +143,17 @@ public sealed class FlashAttentionKernelTests
     }
 
     [Test]
+    public void RepackingKeyTilesWithoutTheCacheGivesIdenticalResults()
+    {
+        var shape = new AttentionShape(2, 2, 150, 300, 64);
+        var (q, k, v, _) = Inputs(shape, new Random(41));
+        var cached = Flash(shape, q, k, v, null, new FlashAttentionOptions { Causal = true });
+        var repacked = Flash(shape, q, k, v, null, new FlashAttentionOptions { Causal = true, KeyCacheBytes = 0 });
+        Assert.That(repacked.O, Is.EqualTo(cached.O));
+        Assert.That(repacked.Lse, Is.EqualTo(cached.Lse));
+    }
+
+    [Test]
     public void CausalBlockMaskWithCausalFlagEqualsCausal()
     {
         var shape = new AttentionShape(1, 1, 300, 300, 16);
