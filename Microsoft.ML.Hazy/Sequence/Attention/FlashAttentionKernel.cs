@@ -249,13 +249,17 @@ public static unsafe class FlashAttentionKernel
 
     private static int RoundUp(int x, int m) => (x + m - 1) / m * m;
 
+    // One worker per core: each holds its own tile buffers and key cache, so memory stays bounded by cores × workspace
+    // even when the thread pool injects extra threads during long calls.
+    private static ParallelOptions Workers => new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
+
     internal static void Forward(AttentionShape shape, float* q, float* k, float* v, float* o, float* lse, FlashAttentionOptions options)
     {
         shape.Validate();
         var plan = new Plan(shape, options);
         nint pq = (nint)q, pk = (nint)k, pv = (nint)v, po = (nint)o, pl = (nint)lse;
         int items = shape.Batch * shape.Heads * plan.Tr;
-        Parallel.For(0, items, () => new Workspace(plan, backward: false),
+        Parallel.For(0, items, Workers, () => new Workspace(plan, backward: false),
             (item, _, ws) =>
             {
                 ForwardBlock(plan, ws, item / plan.Tr, item % plan.Tr, (float*)pq, (float*)pk, (float*)pv, (float*)po, (float*)pl);
@@ -339,7 +343,7 @@ public static unsafe class FlashAttentionKernel
         // D_i = rowsum(dO ∘ O), once per row.
         var rowDot = new float[shape.RowCount];
         nint po = (nint)o, pdo = (nint)dO;
-        Parallel.For(0, bhCount, bh =>
+        Parallel.For(0, bhCount, Workers, bh =>
         {
             for (int r = 0; r < shape.QueryLength; r++)
             {
@@ -357,7 +361,7 @@ public static unsafe class FlashAttentionKernel
         fixed (float* ppart = partial)
         {
             nint pp = (nint)ppart;
-            Parallel.For(0, bhCount * chunks, () => new Workspace(plan, backward: true),
+            Parallel.For(0, bhCount * chunks, Workers, () => new Workspace(plan, backward: true),
                 (item, _, ws) =>
                 {
                     int bh = item / chunks, chunk = item % chunks;
@@ -371,7 +375,7 @@ public static unsafe class FlashAttentionKernel
             if (partial is not null)
             {
                 long n = shape.QueryElements;
-                Parallel.For(0, bhCount, bh =>
+                Parallel.For(0, bhCount, Workers, bh =>
                 {
                     long start = (long)bh * shape.QueryLength * d, end = start + (long)shape.QueryLength * d;
                     for (int c = 0; c < chunks; c++)
