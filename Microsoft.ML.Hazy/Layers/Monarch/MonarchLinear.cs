@@ -63,7 +63,7 @@ public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable
     /// <summary>The first factor R, shape (nblocks, q, in/nblocks): the reference's <c>blkdiag1</c>.</summary>
     public Parameter BlockDiagonal1 => blkdiag1;
 
-    /// <summary>The second factor L, shape (nblocks, out/nblocks, q·nblocks/nblocks): the reference's <c>blkdiag2</c>.</summary>
+    /// <summary>The second factor L, shape (nblocks, out/nblocks, q): the reference's <c>blkdiag2</c>.</summary>
     public Parameter BlockDiagonal2 => blkdiag2;
 
     /// <summary>The bias, or null.</summary>
@@ -139,14 +139,10 @@ public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable
             throw new ArgumentException($"FromDense expects a (out, in) weight; got shape [{string.Join(", ", weight.shape)}].", nameof(weight));
         var layer = new MonarchLinear((int)weight.shape[1], (int)weight.shape[0], nblocks, bias is not null);
         layer.to(weight.device);
-        long q = layer.blkdiag1.shape[1];
-        if (q % nblocks != 0)
-            throw new NotSupportedException(
-                $"Projecting a {layer.InFeatures} → {layer.OutFeatures} layer on {nblocks} blocks needs the middle block size {q} to be a multiple of nblocks.");
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var padded = nn.functional.pad(weight.detach(), new long[] { 0, layer.InFeaturesExtended - layer.InFeatures, 0, layer.OutFeaturesExtended - layer.OutFeatures });
-        var projection = MonarchProjection.Project(padded, nblocks, nblocks, (int)(q / nblocks));
+        var projection = MonarchProjection.Project(padded, nblocks, layer.blkdiag1.shape[1], nblocks, layer.blkdiag2.shape[2]);
         layer.blkdiag1.copy_(projection.BlockDiagonal1);
         layer.blkdiag2.copy_(projection.BlockDiagonal2);
         if (bias is not null)

@@ -62,8 +62,21 @@ public sealed class MonarchProjection : IDisposable
         if (dense.is_complex())
             throw new NotSupportedException(
                 "Complex matrices are not projected: TorchSharp 0.107's linalg.svd crashes on complex input. Project the real form [[Re, −Im], [Im, Re]] with 2·nblocks1 input blocks and 2·rank instead; it is exact exactly when the complex projection is.");
-        long k = nblocks1, p = cols / nblocks1, l = nblocks2, s = rows / nblocks2;
-        long kept = Math.Min(rank, Math.Min(s, p));
+        return Project(dense, nblocks1, (long)nblocks2 * rank, nblocks2, (long)nblocks1 * rank);
+    }
+
+    /// <summary>
+    /// The general projection on factors w1 (k, q, cols/k) and w2 (l, rows/l, r) with k·q = l·r: middle index
+    /// f = k·q_count + q = r·l_count + l joins w1[k, q, :] and w2[l, :, r] into block (k, l), so block (k, l) is a sum
+    /// of as many rank-one terms as it has such f, with parameters no other block shares. Each block's best
+    /// approximation of that rank is its truncated SVD; blocks with no f are zero.
+    /// </summary>
+    internal static MonarchProjection Project(Tensor dense, long k, long q, long l, long r)
+    {
+        long rows = dense.shape[0], cols = dense.shape[1];
+        if (cols % k != 0 || rows % l != 0 || k * q != l * r)
+            throw new ArgumentException($"Monarch shapes do not fit a {rows}×{cols} matrix: k {k}, q {q}, l {l}, r {r}.");
+        long p = cols / k, s = rows / l, middle = k * q, ranks = Math.Min(s, p);
 
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -71,18 +84,29 @@ public sealed class MonarchProjection : IDisposable
         // A[s·L + l, k·P + p] → blocks (k, l) of shape (s, p)
         var blocks = work.reshape(s, l, k, p).permute(2, 1, 0, 3);
         var (u, sigma, vh) = linalg.svd(blocks, fullMatrices: false);
-        double squaredError = sigma.narrow(-1, kept, sigma.shape[^1] - kept).square().sum().item<double>();
-        var root = sigma.narrow(-1, 0, kept).sqrt();
-        var left = u.narrow(-1, 0, kept) * root.unsqueeze(-2);        // (k, l, s, c)
-        var right = vh.narrow(-2, 0, kept) * root.unsqueeze(-1);      // (k, l, c, p)
-        if (kept < rank)
+        var root = sigma.sqrt();
+        var right = (vh * root.unsqueeze(-1)).reshape(k * l * ranks, p);                     // √σ_j v_jᴴ
+        var left = (u * root.unsqueeze(-2)).permute(0, 1, 3, 2).reshape(k * l * ranks, s);  // √σ_j u_j
+
+        // Term j of block (k, l) for f = k·q + q' with l = f mod L: j = (f − k·q) / L.
+        var index = new long[middle];
+        var valid = new float[middle];
+        var discarded = Enumerable.Repeat(1.0, (int)(k * l * ranks)).ToArray();
+        for (long f = 0; f < middle; f++)
         {
-            left = nn.functional.pad(left, new long[] { 0, rank - kept });
-            right = nn.functional.pad(right, new long[] { 0, 0, 0, rank - kept });
+            long kf = f / q, lf = f % l, j = (f - kf * q) / l;
+            bool inRange = j < ranks;
+            index[f] = inRange ? (kf * l + lf) * ranks + j : 0;
+            valid[f] = inRange ? 1 : 0;
+            if (inRange)
+                discarded[index[f]] = 0;
         }
-        // w1[k, j·L + l, :] = right[k, l, j, :];  w2[l, :, k·rank + j] = left[k, l, :, j]
-        var w1 = right.permute(0, 2, 1, 3).reshape(k, rank * l, p);
-        var w2 = left.permute(1, 2, 0, 3).reshape(l, s, k * rank);
+        var indexTensor = tensor(index, device: dense.device);
+        var mask = tensor(valid, device: dense.device).to(ScalarType.Float64).unsqueeze(1);
+        var w1 = (right.index_select(0, indexTensor) * mask).reshape(k, q, p);
+        var w2 = (left.index_select(0, indexTensor) * mask).reshape(r, l, s).permute(1, 2, 0);
+        var sigmaSquared = sigma.reshape(-1).square();
+        double squaredError = (sigmaSquared * tensor(discarded, device: dense.device)).sum().item<double>();
         w1 = w1.to(dense.dtype).contiguous();
         w2 = w2.to(dense.dtype).contiguous();
         return new MonarchProjection(w1.MoveToOuterDisposeScope(), w2.MoveToOuterDisposeScope(), squaredError);

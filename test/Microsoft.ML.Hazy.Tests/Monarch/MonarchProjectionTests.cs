@@ -136,14 +136,18 @@ public sealed class MonarchProjectionTests
         Assert.That(other.SquaredError / (n * n), Is.GreaterThan(1e-3), "without the permutation the DFT is not Monarch");
     }
 
-    [Test]
-    public void FromDenseRecoversAMonarchLayer()
+    [TestCase(64, 32, 4)]
+    [TestCase(20, 32, 4)]
+    [TestCase(10, 7, 3)]
+    [TestCase(45, 30, 4)]
+    [TestCase(16, 16, 2)]
+    public void FromDenseRecoversAMonarchLayer(int inFeatures, int outFeatures, int nblocks)
     {
         manual_seed(9);
-        using var layer = new MonarchLinear(64, 32, nblocks: 4);
+        using var layer = new MonarchLinear(inFeatures, outFeatures, nblocks);
         using var w = layer.ToDense();
-        using var copy = MonarchLinear.FromDense(w, layer.Bias, 4);
-        using var x = randn(7, 64);
+        using var copy = MonarchLinear.FromDense(w, layer.Bias, nblocks);
+        using var x = randn(7, inFeatures);
         using var y1 = layer.forward(x);
         using var y2 = copy.forward(x);
         Assert.That(MonarchLinearTests.MaxAbsDiff(y1, y2), Is.LessThan(1e-4));
