@@ -7,6 +7,7 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var commands = new (string Name, string Options, string Description, Func<BenchmarkArgs, int> Run)[]
 {
     ("scoring", "[--json FILE] [--rows N]", ScoringBenchmark.Description, ScoringBenchmark.Run),
+    ("monarch", "[--json FILE] [--repetitions N]", MonarchBenchmark.Description, MonarchBenchmark.Run),
 };
 
 if (args.Length == 1 && args[0] is "-h" or "--help" or "help")

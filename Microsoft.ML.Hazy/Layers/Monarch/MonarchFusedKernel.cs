@@ -52,6 +52,7 @@ internal static unsafe class MonarchFusedKernel
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
         {
+            using var scope = NewDisposeScope();
             var saved = ctx.get_saved_variables();
             Tensor x = saved[0], w1 = saved[1], w2 = saved[2], h = saved[3];
             long batch = x.shape[0];
@@ -66,7 +67,7 @@ internal static unsafe class MonarchFusedKernel
             var xk = x.view(batch, k, p).transpose(0, 1);                     // (K, B, P)
             var gradW1 = bmm(gradH.transpose(1, 2), xk);
             var gradX = bmm(gradH, w1).transpose(0, 1).reshape(batch, k * p);
-            return new List<Tensor> { gradX, gradW1, gradW2 };
+            return new List<Tensor> { gradX.MoveToOuterDisposeScope(), gradW1.MoveToOuterDisposeScope(), gradW2.MoveToOuterDisposeScope() };
         }
     }
 
@@ -86,17 +87,24 @@ internal static unsafe class MonarchFusedKernel
             () => (IntPtr)NativeMemory.AlignedAlloc((nuint)(bufferFloats * sizeof(float)), 64),
             (tile, _, buffer) =>
             {
-                float* xt = (float*)buffer, ht = xt + (long)Tile * n, yt = ht + (long)Tile * middle;
-                int b0 = tile * Tile, rows = Math.Min(Tile, batch - b0);
-                Transpose(px + (long)b0 * n, n, rows, xt);
-                BlockDiagonal1(shape, pw1, xt, ht);
-                BlockDiagonal2(shape, pw2, ht, yt);
-                Untranspose(yt, outWidth, rows, py + (long)b0 * outWidth);
-                if (ph != null)
-                    Untranspose(ht, middle, rows, ph + (long)b0 * middle);
+                RunTile(shape, tile, batch, px, pw1, pw2, py, ph, (float*)buffer);
                 return buffer;
             },
             buffer => NativeMemory.AlignedFree((void*)buffer));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RunTile(Shape d, int tile, int batch, float* x, float* w1, float* w2, float* y, float* h, float* buffer)
+    {
+        int n = d.K * d.P, middle = d.K * d.Q, outWidth = d.L * d.S;
+        float* xt = buffer, ht = xt + (long)Tile * n, yt = ht + (long)Tile * middle;
+        int b0 = tile * Tile, rows = Math.Min(Tile, batch - b0);
+        Transpose(x + (long)b0 * n, n, rows, xt);
+        BlockDiagonal1(d, w1, xt, ht);
+        BlockDiagonal2(d, w2, ht, yt);
+        Untranspose(yt, outWidth, rows, y + (long)b0 * outWidth);
+        if (h != null)
+            Untranspose(ht, middle, rows, h + (long)b0 * middle);
     }
 
     /// <summary>The data of a contiguous CPU tensor; libtorch owns the memory, so the address is stable.</summary>
@@ -105,6 +113,7 @@ internal static unsafe class MonarchFusedKernel
     private readonly record struct Shape(int K, int Q, int P, int L, int S, int R);
 
     /// <summary>dst[i·Tile + lane] = src[lane·width + i]; lanes past <paramref name="rows"/> are zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Transpose(float* src, int width, int rows, float* dst)
     {
         for (int lane = 0; lane < Tile; lane++)
@@ -123,6 +132,7 @@ internal static unsafe class MonarchFusedKernel
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Untranspose(float* src, int width, int rows, float* dst)
     {
         for (int lane = 0; lane < rows; lane++)
@@ -134,6 +144,7 @@ internal static unsafe class MonarchFusedKernel
     }
 
     // ht[k·Q + q] = Σ_p w1[k, q, p] · xt[k·P + p]   (each entry a tile of 16 rows)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BlockDiagonal1(Shape d, float* w1, float* xt, float* ht)
     {
         for (int k = 0; k < d.K; k++)
@@ -151,6 +162,7 @@ internal static unsafe class MonarchFusedKernel
     }
 
     // yt[s·L + l] = Σ_r w2[l, s, r] · ht[r·L + l]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BlockDiagonal2(Shape d, float* w2, float* ht, float* yt)
     {
         for (int l = 0; l < d.L; l++)
@@ -169,6 +181,7 @@ internal static unsafe class MonarchFusedKernel
     }
 
     /// <summary>Four outputs at once: out[j] = Σ_i w[j·len + i] · in[i·inStride], 16 lanes each, 8 accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot4(float* w, int len, float* input, int inStride, float* output, int outStride)
     {
         Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, e0 = default, e1 = default;
@@ -201,6 +214,7 @@ internal static unsafe class MonarchFusedKernel
         e1.Store(output + 3 * outStride + Lanes);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dot1(float* w, int len, float* input, int inStride, float* output)
     {
         Vector256<float> a0 = default, a1 = default;
