@@ -7,6 +7,8 @@ SampleCommand[] commands =
 [
     new("quickstart", "Train an MLP on Fashion-MNIST, evaluate it, save it, reload it in a fresh MLContext and predict.",
         ["output"], Quickstart.Run),
+    new("monarch", "Fashion-MNIST MLP: dense vs Monarch vs dense-to-sparse vs reverse-sparsified (accuracy, parameters, time, throughput).",
+        ["output", "rows"], MonarchSample.Run),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.
@@ -62,6 +64,7 @@ int Usage(string? error, int exitCode)
     writer.WriteLine();
     writer.WriteLine("Options:");
     writer.WriteLine("  --output DIR  Folder that receives the command's model and metrics (default: artifacts/<command>).");
+    writer.WriteLine("  --rows N      monarch: training images used at most (default 12000).");
     writer.WriteLine("  -h, --help    Show this message.");
     return exitCode;
 }
