@@ -22,6 +22,25 @@ public sealed class MonarchFusedKernelTests
     public void FusedEqualsBmmWithGradients(int batch, long[] shape1, long[] shape2)
     {
         Assume.That(MonarchFusedKernel.IsSupported, "no 256-bit SIMD on this machine");
+        bool wide = MonarchFusedKernel.UseVector512;
+        try
+        {
+            MonarchFusedKernel.UseVector512 = false;
+            CompareWithBmm(batch, shape1, shape2);
+            if (wide)
+            {
+                MonarchFusedKernel.UseVector512 = true;
+                CompareWithBmm(batch, shape1, shape2);
+            }
+        }
+        finally
+        {
+            MonarchFusedKernel.UseVector512 = wide;
+        }
+    }
+
+    private static void CompareWithBmm(int batch, long[] shape1, long[] shape2)
+    {
         manual_seed(12);
         using var x = randn(batch, shape1[0] * shape1[2]).requires_grad_();
         using var w1 = randn(shape1).requires_grad_();
@@ -41,12 +60,12 @@ public sealed class MonarchFusedKernelTests
         var refGrads = new[] { x.grad!, w1.grad!, w2.grad! };
 
         using var scale = reference.abs().max();
-        Assert.That(MonarchLinearTests.MaxAbsDiff(fused, reference) / scale.item<float>(), Is.LessThan(1e-5), "forward");
+        Assert.That(MonarchLinearTests.MaxAbsDiff(fused, reference) / scale.item<float>(), Is.LessThan(1e-5), $"forward, 512-bit {MonarchFusedKernel.UseVector512}");
         string[] names = { "x", "w1", "w2" };
         for (int i = 0; i < 3; i++)
         {
             using var gScale = refGrads[i].abs().max();
-            Assert.That(MonarchLinearTests.MaxAbsDiff(fusedGrads[i], refGrads[i]) / gScale.item<float>(), Is.LessThan(1e-5), names[i]);
+            Assert.That(MonarchLinearTests.MaxAbsDiff(fusedGrads[i], refGrads[i]) / gScale.item<float>(), Is.LessThan(1e-5), $"{names[i]}, 512-bit {MonarchFusedKernel.UseVector512}");
         }
     }
 
