@@ -25,7 +25,7 @@ internal static class MonarchBenchmark
         manual_seed(1);
         Console.WriteLine($"Monarch vs dense Linear, float32 on CPU, {get_num_threads()} libtorch threads, {Environment.ProcessorCount} cores, "
             + $"load average {machine.LoadAverageAtStart?.ToString("F1") ?? "n/a"}; fused kernel supported: {MonarchFusedKernel.IsSupported}.");
-        Console.WriteLine($"Median of {repetitions} runs after 1 warm-up; speed-up = dense median / Monarch median (above 1: Monarch faster).");
+        Console.WriteLine($"Median of {repetitions} runs after 1 warm-up, dense/fused/bmm interleaved in each round; speed-up = dense median / Monarch median (above 1: Monarch faster).");
         Console.WriteLine();
 
         var table = new ResultTable("n", "batch", "nblocks", "params (M/dense)", "FLOP ratio", "dense fwd ms", "fused fwd ms", "fused fwd x", "bmm fwd ms", "bmm fwd x",
@@ -36,28 +36,32 @@ internal static class MonarchBenchmark
             {
                 using var dense = nn.Linear(n, n);
                 using var x = randn(batch, n);
-                var denseForward = Forward($"dense n={n} batch={batch} forward", dense, x, repetitions);
-                var denseTrain = ForwardBackward($"dense n={n} batch={batch} forward+backward", dense, x, repetitions);
-                measurements.Add(Harness.Entry(denseForward));
-                measurements.Add(Harness.Entry(denseTrain));
+                using var input = x.detach().clone().requires_grad_();
                 foreach (int blocks in BlockCounts)
                 {
                     using var monarch = new MonarchLinear(n, n, blocks);
                     string name = $"monarch n={n} batch={batch} nblocks={blocks}";
-                    monarch.UseFusedKernel = true;
-                    var fusedForward = Forward(name + " fused forward", monarch, x, repetitions);
-                    var fusedTrain = ForwardBackward(name + " fused forward+backward", monarch, x, repetitions);
                     double agreement;
                     using (no_grad())
                     {
+                        monarch.UseFusedKernel = true;
                         using var a = monarch.forward(x);
                         monarch.UseFusedKernel = false;
                         using var b = monarch.forward(x);
                         using var d = (a - b).abs().max();
                         agreement = d.item<float>();
                     }
-                    var bmmForward = Forward(name + " bmm forward", monarch, x, repetitions);
-                    var bmmTrain = ForwardBackward(name + " bmm forward+backward", monarch, x, repetitions);
+                    // The three contenders alternate within each repetition, so a burst of load from other processes hits all of them.
+                    var forward = Interleaved(repetitions, batch,
+                        ($"dense n={n} batch={batch} forward", () => Forward(dense, x)),
+                        (name + " fused forward", () => { monarch.UseFusedKernel = true; Forward(monarch, x); }),
+                        (name + " bmm forward", () => { monarch.UseFusedKernel = false; Forward(monarch, x); }));
+                    var train = Interleaved(repetitions, batch,
+                        ($"dense n={n} batch={batch} forward+backward", () => ForwardBackward(dense, input)),
+                        (name + " fused forward+backward", () => { monarch.UseFusedKernel = true; ForwardBackward(monarch, input); }),
+                        (name + " bmm forward+backward", () => { monarch.UseFusedKernel = false; ForwardBackward(monarch, input); }));
+                    var (denseForward, fusedForward, bmmForward) = (forward[0], forward[1], forward[2]);
+                    var (denseTrain, fusedTrain, bmmTrain) = (train[0], train[1], train[2]);
                     long denseParams = (long)n * n + n;
                     double paramRatio = (double)monarch.ParameterCount / denseParams;
                     double flopRatio = (double)(monarch.BlockDiagonal1.numel() + monarch.BlockDiagonal2.numel()) / ((long)n * n);
@@ -71,6 +75,8 @@ internal static class MonarchBenchmark
                         ["n"] = n, ["batch"] = batch, ["nblocks"] = blocks, ["parameters"] = monarch.ParameterCount,
                         ["denseParameters"] = denseParams, ["flopRatio"] = Math.Round(flopRatio, 5), ["maxAbsDiffFusedVsBmm"] = agreement,
                     };
+                    measurements.Add(Harness.Entry(denseForward, null, details));
+                    measurements.Add(Harness.Entry(denseTrain, null, details));
                     measurements.Add(Harness.Entry(fusedForward, denseForward, details));
                     measurements.Add(Harness.Entry(bmmForward, denseForward, details));
                     measurements.Add(Harness.Entry(fusedTrain, denseTrain, details));
@@ -98,23 +104,36 @@ internal static class MonarchBenchmark
 
     private static string Ms(Measurement m) => m.MedianMs.ToString(m.MedianMs < 10 ? "F2" : "F1");
 
-    private static Measurement Forward(string name, nn.Module<Tensor, Tensor> module, Tensor x, int repetitions) =>
-        Harness.Measure(name, () =>
-        {
-            using var _ = no_grad();
-            using var y = module.forward(x);
-        }, warmups: 1, repetitions: repetitions, itemsPerRun: x.shape[0]);
-
-    private static Measurement ForwardBackward(string name, nn.Module<Tensor, Tensor> module, Tensor x, int repetitions)
+    /// <summary>One warm-up of each, then <paramref name="repetitions"/> rounds that time each contender once, in turn.</summary>
+    private static Measurement[] Interleaved(int repetitions, long items, params (string Name, Action Run)[] contenders)
     {
-        using var input = x.detach().clone().requires_grad_();
-        return Harness.Measure(name, () =>
+        foreach (var c in contenders)
+            c.Run();
+        var samples = contenders.Select(_ => new List<double>()).ToArray();
+        for (int rep = 0; rep < repetitions; rep++)
         {
-            module.zero_grad();
-            input.grad?.zero_();
-            using var scope = NewDisposeScope();
-            var loss = module.forward(input).sum();
-            loss.backward();
-        }, warmups: 1, repetitions: repetitions, itemsPerRun: x.shape[0]);
+            for (int i = 0; i < contenders.Length; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                contenders[i].Run();
+                samples[i].Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+        }
+        return contenders.Select((c, i) => new Measurement(c.Name, samples[i], 1, items)).ToArray();
+    }
+
+    private static void Forward(nn.Module<Tensor, Tensor> module, Tensor x)
+    {
+        using var _ = no_grad();
+        using var y = module.forward(x);
+    }
+
+    private static void ForwardBackward(nn.Module<Tensor, Tensor> module, Tensor input)
+    {
+        module.zero_grad();
+        input.grad?.zero_();
+        using var scope = NewDisposeScope();
+        var loss = module.forward(input).sum();
+        loss.backward();
     }
 }
