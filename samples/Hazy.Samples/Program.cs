@@ -9,6 +9,8 @@ SampleCommand[] commands =
         ["output"], Quickstart.Run),
     new("domino", "Domino slice discovery: 60 planted-slice settings on Fashion-MNIST embeddings against three baselines, then the slices of an MLP's errors.",
         ["output"], DominoSample.Run),
+    new("monarch", "Fashion-MNIST MLP: dense vs Monarch vs dense-to-sparse vs reverse-sparsified (accuracy, parameters, time, throughput).",
+        ["output", "rows"], MonarchSample.Run),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.
@@ -64,6 +66,7 @@ int Usage(string? error, int exitCode)
     writer.WriteLine();
     writer.WriteLine("Options:");
     writer.WriteLine("  --output DIR  Folder that receives the command's model and metrics (default: artifacts/<command>).");
+    writer.WriteLine("  --rows N      monarch: training images used at most (default 12000).");
     writer.WriteLine("  -h, --help    Show this message.");
     return exitCode;
 }

@@ -9,6 +9,7 @@ var commands = new (string Name, string Options, string Description, Func<Benchm
     ("scoring", "[--json FILE] [--rows N]", ScoringBenchmark.Description, ScoringBenchmark.Run),
     ("domino", "[--json FILE]", DominoBenchmark.Description, DominoBenchmark.Run),
     ("attention", "[--json FILE] [--max-length N] [--sparse-length N]", AttentionBenchmark.Description, AttentionBenchmark.Run),
+    ("monarch", "[--json FILE] [--repetitions N]", MonarchBenchmark.Description, MonarchBenchmark.Run),
 };
 
 if (args.Length == 1 && args[0] is "-h" or "--help" or "help")
