@@ -179,6 +179,7 @@ namespace Microsoft.ML.Hazy
             MulticlassClassification = new TaskTrainers(Environment, PredictionKind.MulticlassClassification);
             BinaryClassification = new TaskTrainers(Environment, PredictionKind.BinaryClassification);
             Regression = new TaskTrainers(Environment, PredictionKind.Regression);
+            Slicing = new SlicingCatalog(Environment);
         }
 
         internal HazyEnvironment Environment { get; }
@@ -191,6 +192,9 @@ namespace Microsoft.ML.Hazy
 
         /// <summary>Regressors (Single label).</summary>
         public TaskTrainers Regression { get; }
+
+        /// <summary>Slice discovery (Domino).</summary>
+        public SlicingCatalog Slicing { get; }
 
         /// <summary>The trainers for one task.</summary>
         public sealed class TaskTrainers
@@ -218,6 +222,33 @@ namespace Microsoft.ML.Hazy
             /// <summary>A multilayer perceptron with all options.</summary>
             /// <param name="options">The trainer's options.</param>
             public MlpTrainer Mlp(MlpTrainer.Options options) => new(_env, options, _kind);
+
+            /// <summary>
+            /// Dense-to-sparse fine-tuning: projects the hidden layers of a trained Hazy MLP on Monarch matrices and
+            /// fine-tunes on the data given to <c>Fit</c>. See <see cref="MonarchFineTuneTrainer"/> for an example.
+            /// </summary>
+            /// <param name="model">A trained Hazy MLP of this task; it is not changed.</param>
+            /// <param name="monarchBlocks">Blocks of each Monarch factor.</param>
+            /// <param name="numberOfEpochs">Fine-tuning epochs.</param>
+            /// <param name="learningRate">Peak fine-tuning learning rate.</param>
+            /// <param name="labelColumnName">The label column.</param>
+            /// <param name="featureColumnName">The feature column.</param>
+            public MonarchFineTuneTrainer MonarchFineTune(HazyPredictionTransformer model, int monarchBlocks = 4, int numberOfEpochs = 2, double learningRate = 5e-4,
+                string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features) =>
+                new(_env, model, new MonarchFineTuneTrainer.Options
+                {
+                    MonarchBlocks = monarchBlocks,
+                    NumberOfEpochs = numberOfEpochs,
+                    LearningRate = learningRate,
+                    LabelColumnName = labelColumnName,
+                    FeatureColumnName = featureColumnName,
+                }, _kind);
+
+            /// <summary>Dense-to-sparse fine-tuning with all options.</summary>
+            /// <param name="model">A trained Hazy MLP of this task; it is not changed.</param>
+            /// <param name="options">The fine-tuning options.</param>
+            public MonarchFineTuneTrainer MonarchFineTune(HazyPredictionTransformer model, MonarchFineTuneTrainer.Options options) =>
+                new(_env, model, options, _kind);
 
             /// <summary>An S4D sequence model (diagonal state-space layers).</summary>
             /// <param name="labelColumnName">The label column.</param>

@@ -42,6 +42,20 @@ public sealed class MlpTrainer : IEstimator<HazyPredictionTransformer>
 
         /// <summary>Normalise each hidden layer's output with LayerNorm.</summary>
         public bool LayerNorm;
+
+        /// <summary>
+        /// Blocks of each factor when the hidden layers are Monarch matrices (<see cref="Layers.Monarch.MonarchLinear"/>);
+        /// 0 keeps them dense. Capped at each layer's smaller width. The output head stays dense.
+        /// </summary>
+        public int MonarchBlocks;
+
+        /// <summary>
+        /// Reverse sparsification (sparse-to-dense training): with <see cref="MonarchBlocks"/> &gt; 0 and a value in (0, 1),
+        /// train the Monarch layers for this fraction of <see cref="HazyTrainerOptions.NumberOfEpochs"/>, replace each by
+        /// the dense layer computing exactly the same function, and train the rest of the epochs dense (with a fresh
+        /// optimizer state and learning-rate schedule). 0 never densifies.
+        /// </summary>
+        public double DensifyAfterFraction;
     }
 
     private readonly HazyEnvironment _env;
@@ -57,15 +71,30 @@ public sealed class MlpTrainer : IEstimator<HazyPredictionTransformer>
             throw new ArgumentOutOfRangeException(nameof(options), "Options.HiddenLayers must list positive widths (it may be empty for a linear model).");
         if (options.DropoutRate < 0 || options.DropoutRate >= 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
+        if (options.MonarchBlocks < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MonarchBlocks, "Options.MonarchBlocks must be 0 (dense) or a positive block count.");
+        if (options.DensifyAfterFraction < 0 || options.DensifyAfterFraction >= 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.DensifyAfterFraction, "Options.DensifyAfterFraction must be within [0, 1).");
+        if (options.DensifyAfterFraction > 0 && options.MonarchBlocks == 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.DensifyAfterFraction, "Options.DensifyAfterFraction needs Options.MonarchBlocks > 0: only Monarch layers are densified.");
     }
 
     /// <summary>The task this trainer solves.</summary>
     public PredictionKind Kind => _kind;
 
     /// <summary>Trains the network and returns the scoring model.</summary>
-    public HazyPredictionTransformer Fit(IDataView input) =>
-        SupervisedTrainer.Fit(_env, "Hazy.Mlp", _options, _kind, input,
-            (inputSize, outputSize) => new MlpNetwork(inputSize, _options.HiddenLayers, outputSize, _options.Activation, _options.DropoutRate, _options.LayerNorm));
+    public HazyPredictionTransformer Fit(IDataView input)
+    {
+        NetworkSwitch? densify = null;
+        if (_options.DensifyAfterFraction > 0)
+        {
+            int after = Math.Clamp((int)Math.Round(_options.DensifyAfterFraction * _options.NumberOfEpochs), 1, Math.Max(1, _options.NumberOfEpochs - 1));
+            densify = new NetworkSwitch(after, n => ((MlpNetwork)n).Densify(), "replaced the Monarch layers by their exact dense equivalents");
+        }
+        return SupervisedTrainer.Fit(_env, "Hazy.Mlp", _options, _kind, input,
+            (inputSize, outputSize) => new MlpNetwork(inputSize, _options.HiddenLayers, outputSize, _options.Activation, _options.DropoutRate, _options.LayerNorm, _options.MonarchBlocks),
+            densify);
+    }
 
     /// <summary>The output schema, checked against the input columns, before any training.</summary>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema) => SupervisedTrainer.GetOutputSchema(inputSchema, _options, _kind);

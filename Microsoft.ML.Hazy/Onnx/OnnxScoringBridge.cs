@@ -52,6 +52,9 @@ internal sealed class LabelKeyValues
         return new LabelKeyValues(count, values.GetType().GetElementType(), values);
     }
 
+    /// <summary>Key values given in key order (a key of <paramref name="values"/>.Length classes).</summary>
+    public static LabelKeyValues FromValues<T>(T[] values) => new(values.Length, typeof(T), values);
+
     /// <summary>Two stand-in values of <paramref name="valueType"/>, for computing an output schema before training.</summary>
     public static LabelKeyValues Placeholder(Type? valueType)
     {
@@ -201,18 +204,21 @@ internal static class OnnxScoringBridge
         }
     }
 
-    /// <summary>Maps class index i to the key whose value is the label's i-th key value.</summary>
-    private static IEstimator<ITransformer> IndexToKey(MLContext ml, LabelKeyValues keys)
+    /// <summary>
+    /// Maps the class index in <see cref="ScalarColumns.PredictedIndex"/> (i) to the key of <paramref name="outputColumn"/>
+    /// whose value is the i-th key value.
+    /// </summary>
+    internal static IEstimator<ITransformer> IndexToKey(MLContext ml, LabelKeyValues keys, string outputColumn = DefaultColumnNames.PredictedLabel)
     {
         Array values = keys.Values ?? Enumerable.Range(1, keys.Count).Select(i => (uint)i).ToArray();
         var valueType = values.GetType().GetElementType()!;
         var method = typeof(OnnxScoringBridge).GetMethod(nameof(MapIndex), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(valueType);
-        return (IEstimator<ITransformer>)method.Invoke(null, new object[] { ml, values })!;
+        return (IEstimator<ITransformer>)method.Invoke(null, new object[] { ml, values, outputColumn })!;
     }
 
-    private static IEstimator<ITransformer> MapIndex<TValue>(MLContext ml, Array values)
+    private static IEstimator<ITransformer> MapIndex<TValue>(MLContext ml, Array values, string outputColumn)
     {
         var pairs = values.Cast<TValue>().Select((v, i) => new KeyValuePair<long, TValue>(i, v)).ToArray();
-        return ml.Transforms.Conversion.MapValue(DefaultColumnNames.PredictedLabel, pairs, ScalarColumns.PredictedIndex, treatValuesAsKeyType: true);
+        return ml.Transforms.Conversion.MapValue(outputColumn, pairs, ScalarColumns.PredictedIndex, treatValuesAsKeyType: true);
     }
 }

@@ -122,7 +122,7 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
         var shape = new SequenceNetworkShape(_options.ModelDimension, _options.DropoutRate, _options.Bidirectional);
         return SupervisedTrainer.Fit(_env, "Hazy.Sequence." + _options.Backbone, _options.WithLayerGroups(backbone.LayerParameterGroups), _kind, input,
             (channels, outputs) => new SequenceNetwork(channels, outputs, _options.NumberOfLayers, shape, _options.Normalization, _options.PreNorm, backbone),
-            new SequenceInput(_options.Channels, _options.MaximumLength));
+            sequence: new SequenceInput(_options.Channels, _options.MaximumLength));
     }
 
     /// <summary>The output schema, checked against the input columns, before any training.</summary>

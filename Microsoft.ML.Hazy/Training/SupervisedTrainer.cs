@@ -10,6 +10,9 @@ namespace Microsoft.ML.Hazy.Training;
 /// <summary>Builds a network for <paramref name="inputSize"/> features and <paramref name="outputSize"/> outputs.</summary>
 internal delegate nn.Module<Tensor, Tensor> NetworkFactory(int inputSize, int outputSize);
 
+/// <summary>After <paramref name="AfterEpochs"/> epochs, replace the network by <paramref name="Convert"/>(network) and train on.</summary>
+internal sealed record NetworkSwitch(int AfterEpochs, Func<nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>> Convert, string Description);
+
 /// <summary>
 /// What every supervised Hazy trainer does around its network: check the columns, train with the shared
 /// loop, export to ONNX and wrap the standard ML.NET scoring chain. A trainer contributes only its network.
@@ -22,7 +25,7 @@ internal static class SupervisedTrainer
     /// network that is an <see cref="ISequenceNetwork"/> receives the lengths.
     /// </remarks>
     public static HazyPredictionTransformer Fit(HazyEnvironment env, string componentName, HazyTrainerOptions options,
-        PredictionKind kind, IDataView input, NetworkFactory createNetwork, SequenceInput? sequence = null)
+        PredictionKind kind, IDataView input, NetworkFactory createNetwork, NetworkSwitch? networkSwitch = null, SequenceInput? sequence = null)
     {
         ArgumentNullException.ThrowIfNull(input);
         var host = env.Env.Register(componentName);
@@ -58,7 +61,24 @@ internal static class SupervisedTrainer
         manual_seed(seed);
         var network = createNetwork(inputSize, outputs);
         network.to(device);
-        var summary = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch);
+        TrainingSummary summary;
+        if (networkSwitch is { } sw && sw.AfterEpochs > 0 && sw.AfterEpochs < options.NumberOfEpochs)
+        {
+            var first = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options.WithEpochs(sw.AfterEpochs), seed, device, ch);
+            var converted = sw.Convert(network);
+            converted.to(device);
+            network.Dispose();
+            network = converted;
+            ch.Info(MessageSensitivity.None, $"After epoch {sw.AfterEpochs}: {sw.Description}; training on for {options.NumberOfEpochs - sw.AfterEpochs} epoch(s).");
+            var second = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation,
+                options.WithEpochs(options.NumberOfEpochs - sw.AfterEpochs), seed + sw.AfterEpochs, device, ch);
+            var epochs = first.Epochs.Concat(second.Epochs.Select(e => e with { Epoch = e.Epoch + sw.AfterEpochs })).ToArray();
+            summary = new TrainingSummary(epochs, second.BestEpoch + sw.AfterEpochs, second.StoppedEarly, first.Seconds + second.Seconds);
+        }
+        else
+        {
+            summary = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch);
+        }
 
         var rowShape = layout?.RowShape ?? new long[] { inputSize };
         byte[] rowGraph;

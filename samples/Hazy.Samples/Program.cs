@@ -7,6 +7,10 @@ SampleCommand[] commands =
 [
     new("quickstart", "Train an MLP on Fashion-MNIST, evaluate it, save it, reload it in a fresh MLContext and predict.",
         ["output"], Quickstart.Run),
+    new("domino", "Domino slice discovery: 60 planted-slice settings on Fashion-MNIST embeddings against three baselines, then the slices of an MLP's errors.",
+        ["output"], DominoSample.Run),
+    new("monarch", "Fashion-MNIST MLP: dense vs Monarch vs dense-to-sparse vs reverse-sparsified (accuracy, parameters, time, throughput).",
+        ["output", "rows"], MonarchSample.Run),
     new("s4d", "S4D sequence classifiers vs stock ML.NET trainers on sequential Fashion-MNIST and five UCR series sets; writes metrics.json.",
         ["output", "datasets", "fashion-rows", "threads"], S4DSample.Run),
 ];
@@ -64,6 +68,7 @@ int Usage(string? error, int exitCode)
     writer.WriteLine();
     writer.WriteLine("Options:");
     writer.WriteLine("  --output DIR  Folder that receives the command's model and metrics (default: artifacts/<command>).");
+    writer.WriteLine("  --rows N      monarch: training images used at most (default 12000).");
     writer.WriteLine("  s4d only: --datasets A,B (default FashionMNIST and the five UCR sets), --fashion-rows N (first N training images),");
     writer.WriteLine("            --threads N (libtorch intra-op threads).");
     writer.WriteLine("  -h, --help    Show this message.");

@@ -7,6 +7,9 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var commands = new (string Name, string Options, string Description, Func<BenchmarkArgs, int> Run)[]
 {
     ("scoring", "[--json FILE] [--rows N]", ScoringBenchmark.Description, ScoringBenchmark.Run),
+    ("domino", "[--json FILE]", DominoBenchmark.Description, DominoBenchmark.Run),
+    ("attention", "[--json FILE] [--max-length N] [--sparse-length N]", AttentionBenchmark.Description, AttentionBenchmark.Run),
+    ("monarch", "[--json FILE] [--repetitions N]", MonarchBenchmark.Description, MonarchBenchmark.Run),
     ("s4d", "[--json FILE] [--parts blocks,memory,onnx,scoring] [--max-length N]", S4DBenchmark.Description, S4DBenchmark.Run),
 };
 

@@ -1,0 +1,90 @@
+using Microsoft.ML.Hazy;
+using Microsoft.ML.Hazy.Slicing;
+using Microsoft.ML.Hazy.Training;
+
+namespace Microsoft.ML
+{
+    /// <summary>Hazy slice discovery as an extension of ML.NET's transforms catalog.</summary>
+    public static class HazySlicingCatalogExtensions
+    {
+        /// <summary>Domino slice discovery: an error-aware mixture over embeddings, labels and predictions.</summary>
+        /// <param name="catalog">The transforms catalog.</param>
+        /// <param name="embeddingColumnName">The embedding column: a known-size vector of Single.</param>
+        /// <param name="labelColumnName">The label column: a key, Boolean or numeric.</param>
+        /// <param name="predictionColumnName">The model's class probabilities (vector) or positive-class probability (Single).</param>
+        /// <param name="numberOfSlices">Slices returned.</param>
+        /// <param name="numberOfComponents">Mixture components, k̄.</param>
+        /// <param name="labelAndPredictionWeight">γ = γ̂, the weight of the label and prediction terms.</param>
+        /// <param name="pcaComponents">Principal components kept before the mixture; null or 0 disables PCA.</param>
+        /// <remarks>See <see cref="DominoEstimator"/> for the input and output columns.</remarks>
+        public static DominoEstimator HazyDomino(this TransformsCatalog catalog,
+            string embeddingColumnName = DefaultColumnNames.Features, string labelColumnName = DefaultColumnNames.Label,
+            string predictionColumnName = DefaultColumnNames.Score, int numberOfSlices = 5, int numberOfComponents = 25,
+            double labelAndPredictionWeight = 10, int? pcaComponents = 128) =>
+            new(HazyEnvironment.From((object)catalog), SlicingCatalog.MakeOptions(embeddingColumnName, labelColumnName, predictionColumnName,
+                numberOfSlices, numberOfComponents, labelAndPredictionWeight, pcaComponents));
+
+        /// <summary>Domino slice discovery with all options.</summary>
+        /// <param name="catalog">The transforms catalog.</param>
+        /// <param name="options">The slicer's options.</param>
+        /// <remarks>See <see cref="DominoEstimator"/> for the input and output columns.</remarks>
+        public static DominoEstimator HazyDomino(this TransformsCatalog catalog, DominoEstimator.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options);
+    }
+}
+
+namespace Microsoft.ML.Hazy
+{
+    /// <summary>Slice discovery: <c>mlContext.Hazy().Slicing</c>.</summary>
+    public sealed class SlicingCatalog
+    {
+        private readonly HazyEnvironment _env;
+
+        internal SlicingCatalog(HazyEnvironment env) => _env = env;
+
+        /// <summary>Domino slice discovery: an error-aware mixture over embeddings, labels and predictions.</summary>
+        /// <param name="embeddingColumnName">The embedding column: a known-size vector of Single.</param>
+        /// <param name="labelColumnName">The label column: a key, Boolean or numeric.</param>
+        /// <param name="predictionColumnName">The model's class probabilities (vector) or positive-class probability (Single).</param>
+        /// <param name="numberOfSlices">Slices returned.</param>
+        /// <param name="numberOfComponents">Mixture components, k̄.</param>
+        /// <param name="labelAndPredictionWeight">γ = γ̂, the weight of the label and prediction terms.</param>
+        /// <param name="pcaComponents">Principal components kept before the mixture; null or 0 disables PCA.</param>
+        /// <remarks>
+        /// <format type="text/markdown"><![CDATA[
+        /// | Input column | Type |
+        /// | -- | -- |
+        /// | embedding | known-size vector of Single |
+        /// | label | key, Boolean, or numeric |
+        /// | prediction | vector of Single class probabilities, or Single probability |
+        ///
+        /// | Output column | Type |
+        /// | -- | -- |
+        /// | `SliceProbabilities` | vector of Single, one per slice |
+        /// | `Slice` | key whose values are the slice indices as text ("0" … "n−1") |
+        /// ]]></format>
+        /// </remarks>
+        public DominoEstimator Domino(string embeddingColumnName = DefaultColumnNames.Features, string labelColumnName = DefaultColumnNames.Label,
+            string predictionColumnName = DefaultColumnNames.Score, int numberOfSlices = 5, int numberOfComponents = 25,
+            double labelAndPredictionWeight = 10, int? pcaComponents = 128) =>
+            new(_env, MakeOptions(embeddingColumnName, labelColumnName, predictionColumnName, numberOfSlices, numberOfComponents, labelAndPredictionWeight, pcaComponents));
+
+        /// <summary>Domino slice discovery with all options.</summary>
+        /// <param name="options">The slicer's options.</param>
+        /// <remarks>See <see cref="DominoEstimator"/> for the input and output columns.</remarks>
+        public DominoEstimator Domino(DominoEstimator.Options options) => new(_env, options);
+
+        internal static DominoEstimator.Options MakeOptions(string embedding, string label, string prediction, int slices, int components, double weight, int? pca) =>
+            new()
+            {
+                EmbeddingColumnName = embedding,
+                LabelColumnName = label,
+                PredictionColumnName = prediction,
+                NumberOfSlices = slices,
+                NumberOfComponents = components,
+                LabelWeight = weight,
+                PredictionWeight = weight,
+                PcaComponents = pca,
+            };
+    }
+}
