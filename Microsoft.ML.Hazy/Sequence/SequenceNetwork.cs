@@ -87,20 +87,14 @@ internal sealed class SequenceBatchNorm : SequenceNorm
     {
         if (!training)
             return input * Scale() + Shift();
-        var dims = Enumerable.Range(0, (int)input.dim() - 1).Select(d => (long)d).ToArray();
-        Tensor mean, variance, count;
+        long width = input.shape[^1];
+        // Unpadded batches take libtorch's fused kernel (same statistics, running variance unbiased as below).
         if (mask is null)
-        {
-            count = tensor(input.numel() / input.shape[^1], input.dtype, input.device);
-            mean = input.mean(dims);
-            variance = (input - mean).square().mean(dims);
-        }
-        else
-        {
-            count = mask.sum();
-            mean = (input * mask).sum(dims) / count;
-            variance = ((input - mean).square() * mask).sum(dims) / count;
-        }
+            return nn.functional.batch_norm(input.reshape(-1, width), running_mean, running_var, weight, bias, true, Momentum, Epsilon).reshape(input.shape);
+        var dims = Enumerable.Range(0, (int)input.dim() - 1).Select(d => (long)d).ToArray();
+        var count = mask.sum();
+        var mean = (input * mask).sum(dims) / count;
+        var variance = ((input - mean).square() * mask).sum(dims) / count;
         using (no_grad())
         {
             var unbiased = variance * count / (count - 1).clamp_min(1);

@@ -114,6 +114,31 @@ public sealed class S4DLayerTests
         AssertClose(RunOnnx(masked, ("x", x), ("m", mask)) * mask, layer.Forward(x, mask) * mask, 1e-5, "masked");
     }
 
+    [Test]
+    public void BatchNormStatisticsIgnorePaddingAndMatchTheFusedKernel()
+    {
+        // Training statistics of a padded batch are those of its valid steps alone, which the fused kernel computes unpadded.
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        var x = randn(3, 10, 4) * 2 + 1;
+        var mask = SequenceNetwork.Mask(tensor(new long[] { 10, 6, 3 }), 10, ScalarType.Float32)!;
+        var valid = cat(new[] { x[0].narrow(0, 0, 10), x[1].narrow(0, 0, 6), x[2].narrow(0, 0, 3) }, 0).unsqueeze(0);
+        using var masked = SequenceNorm.Create(SequenceNormalization.BatchNorm, 4);
+        using var fused = SequenceNorm.Create(SequenceNormalization.BatchNorm, 4);
+        masked.train();
+        fused.train();
+        var y = masked.forward(x, mask);
+        var expected = fused.forward(valid, null);
+        var gathered = cat(new[] { y[0].narrow(0, 0, 10), y[1].narrow(0, 0, 6), y[2].narrow(0, 0, 3) }, 0).unsqueeze(0);
+        AssertClose(gathered, expected, 1e-5, "normalised valid steps");
+        foreach (var name in new[] { "running_mean", "running_var" })
+            AssertClose(masked.get_buffer(name)!, fused.get_buffer(name)!, 1e-5, name);
+        masked.eval();
+        fused.eval();
+        using var _ = no_grad();
+        AssertClose(masked.forward(x, mask), fused.forward(x, null), 1e-6, "evaluation mode");
+    }
+
     internal static Tensor RunOnnx(OnnxGraphBuilder g, params (string Name, Tensor Value)[] inputs)
     {
         using var session = new InferenceSession(g.ToBytes());
