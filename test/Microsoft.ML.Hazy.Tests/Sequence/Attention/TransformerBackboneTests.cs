@@ -4,10 +4,7 @@ using Microsoft.ML.Hazy.Sequence;
 using Microsoft.ML.Hazy.Sequence.Attention;
 using Microsoft.ML.Hazy.Tests.Conformance;
 using Microsoft.ML.Hazy.Training;
-using Microsoft.ML.OnnxRuntime;
 using NUnit.Framework;
-using DenseTensorF = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
-using DenseTensorL = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<long>;
 
 namespace Microsoft.ML.Hazy.Tests.Sequence.Attention;
 
@@ -84,23 +81,7 @@ public sealed class TransformerBackboneTests
             ConformanceHelpers.AssertClose(onnx[i], torchScores[i], 1e-4, $"row {i}");
 
         // The batched export pads to the longest row; the attention mask keeps padded keys out.
-        var rows = test.GetColumn<float[]>("Features").ToArray();
-        int longest = rows.Max(r => r.Length);
-        var flat = new float[rows.Length * longest];
-        for (int i = 0; i < rows.Length; i++)
-            rows[i].CopyTo(flat, i * longest);
-        var steps = rows.Select(r => (long)(r.Length / Waves.Channels)).ToArray();
-        using var stream = new MemoryStream();
-        model.SaveAsOnnx(stream);
-        using var session = new InferenceSession(stream.ToArray());
-        using var results = session.Run(new[]
-        {
-            NamedOnnxValue.CreateFromTensor("Features", new DenseTensorF(flat, new[] { rows.Length, longest })),
-            NamedOnnxValue.CreateFromTensor("Steps", new DenseTensorL(steps, new[] { rows.Length })),
-        });
-        var batched = results.First(r => r.Name == "Score").AsTensor<float>();
-        for (int i = 0; i < rows.Length; i++)
-            ConformanceHelpers.AssertClose(Enumerable.Range(0, 3).Select(j => batched[i, j]).ToArray(), torchScores[i], 1e-4, $"batched row {i}");
+        Waves.AssertBatchedExportMatches(model, test, torchScores);
     }
 
     [Test]
