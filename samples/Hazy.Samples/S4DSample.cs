@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
@@ -214,19 +215,22 @@ internal static class S4DSample
         long test = source.Test.GetRowCount() ?? source.Test.GetColumn<uint>("Label").LongCount();
         string? note = source.IsSubset ? "the repository's subset: install dataset-fashion-mnist for the full set" : maxTrainRows is int n ? Invariant($"first {n:N0} training images") : null;
         // One pass over the 784-step sequences: the FFT convolutions cost about 4·H transforms of 2L points per image and
-        // layer, so width and epochs are what the 20-minute budget of the whole command allows on two cores.
+        // layer, so width and epochs are what the 20-minute budget of the whole command allows on two cores. Pre-norm
+        // BatchNorm, batches of 32 and a higher learning rate (Δ and A included) learned fastest in one pass on 12,000 images.
         var options = new SequenceTrainer.Options
         {
             ModelDimension = 32,
-            NumberOfLayers = 2,
+            NumberOfLayers = 3,
             Bidirectional = true,
+            PreNorm = true,
+            Normalization = SequenceNormalization.BatchNorm,
             DropoutRate = 0,
             NumberOfEpochs = 1,
-            BatchSize = 64,
-            LearningRate = 1e-2,
+            BatchSize = 32,
+            LearningRate = 2e-2,
             WeightDecay = 1e-2,
             WarmupFraction = 0.05,
-            S4D = new S4DOptions { StateSize = 64 },
+            S4D = new S4DOptions { StateSize = 64, SsmLearningRate = 5e-3 },
         };
         return new Problem("FashionMNIST", 10, (int)train, (int)test, "784", 1, false, note, source.Train, source.Test, source.Train, source.Test, options);
     }
@@ -325,7 +329,8 @@ internal static class S4DSample
     private sealed record PeerResult(string Trainer, double Accuracy, double TrainSeconds);
 
     private sealed record DataSetResult(string Name, int Classes, int TrainRows, int TestRows, string Length, int Channels, bool VariableLength, string? Note,
-        S4DResult S4D, List<PeerResult> Peers, PeerResult BestPeer, bool S4DAtLeastAsGoodAsBestPeer, double? Target, bool? MeetsTarget,
+        [property: JsonPropertyName("s4d")] S4DResult S4D, List<PeerResult> Peers, PeerResult BestPeer,
+        [property: JsonPropertyName("s4dAtLeastAsGoodAsBestPeer")] bool S4DAtLeastAsGoodAsBestPeer, double? Target, bool? MeetsTarget,
         S4DResult? Transformer = null);
 
     private sealed record Summary(int UcrDataSets, int UcrAtLeastAsGoodAsPeer, int TargetsSet, int TargetsMet, double TotalSeconds, int TorchThreads, int LogicalCores);

@@ -10,7 +10,7 @@ var commands = new (string Name, string Options, string Description, Func<Benchm
     ("domino", "[--json FILE]", DominoBenchmark.Description, DominoBenchmark.Run),
     ("attention", "[--json FILE] [--max-length N] [--sparse-length N]", AttentionBenchmark.Description, AttentionBenchmark.Run),
     ("monarch", "[--json FILE] [--repetitions N]", MonarchBenchmark.Description, MonarchBenchmark.Run),
-    ("s4d", "[--json FILE] [--parts blocks,memory,onnx,scoring] [--max-length N]", S4DBenchmark.Description, S4DBenchmark.Run),
+    ("s4d", "[--json FILE] [--parts blocks,memory,onnx,scoring] [--max-length N] [--threads N]", S4DBenchmark.Description, S4DBenchmark.Run),
 };
 
 if (args.Length == 1 && args[0] is "-h" or "--help" or "help")

@@ -32,6 +32,8 @@ internal static class S4DBenchmark
         string? jsonPath = args.String("json");
         var parts = (args.String("parts") ?? "blocks,memory,onnx,scoring").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         int maxLength = args.Int("max-length", 65_536, 16);
+        // One libtorch thread unless asked: on a shared 2-core machine two threads made the FFTs 3–20× slower.
+        set_num_threads(args.Int("threads", 1));
         args.EnsureAllUsed();
         var unknown = parts.Except(new[] { "blocks", "memory", "onnx", "scoring" }).ToArray();
         if (unknown.Length > 0)
