@@ -11,6 +11,9 @@ public enum SequenceBackbone
 {
     /// <summary>S4D diagonal state-space layers (<see cref="SequenceTrainer.Options.S4D"/>), O(L log L) in the length.</summary>
     S4D,
+
+    /// <summary>Transformer blocks (<see cref="SequenceTrainer.Options.Transformer"/>): FlashAttention with rotary positions, then a feed-forward layer.</summary>
+    Transformer,
 }
 
 /// <summary>
@@ -74,6 +77,7 @@ internal static class SequenceBackbones
     public static ISequenceBackboneFactory Create(SequenceTrainer.Options options) => options.Backbone switch
     {
         SequenceBackbone.S4D => new S4DBackbone(options.S4D ?? throw new ArgumentNullException(nameof(options), "SequenceTrainer.Options.S4D must not be null for the S4D backbone.")),
+        SequenceBackbone.Transformer => new Attention.TransformerBackbone(options.Transformer ?? throw new ArgumentNullException(nameof(options), "SequenceTrainer.Options.Transformer must not be null for the Transformer backbone.")),
         _ => throw new ArgumentOutOfRangeException(nameof(options), options.Backbone, "Unknown SequenceTrainer.Options.Backbone."),
     };
 }

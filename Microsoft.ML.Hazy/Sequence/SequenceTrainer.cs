@@ -79,6 +79,9 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
         /// <summary>Options of the S4D backbone.</summary>
         public S4DOptions S4D = new();
 
+        /// <summary>Options of the Transformer backbone.</summary>
+        public Attention.TransformerOptions Transformer = new();
+
         /// <summary>A copy whose parameter groups also hold the backbone's, addressed in every block.</summary>
         internal Options WithLayerGroups(IEnumerable<ParameterGroupOptions> layerGroups)
         {

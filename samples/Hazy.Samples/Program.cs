@@ -13,6 +13,8 @@ SampleCommand[] commands =
         ["output", "rows"], MonarchSample.Run),
     new("s4d", "S4D sequence classifiers vs stock ML.NET trainers on sequential Fashion-MNIST and five UCR series sets; writes metrics.json.",
         ["output", "datasets", "fashion-rows", "threads"], S4DSample.Run),
+    new("attention", "The Transformer (FlashAttention) backbone beside S4D and stock ML.NET trainers on the s4d command's data sets; writes metrics.json.",
+        ["output", "datasets", "fashion-rows", "threads"], S4DSample.RunAttention),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.

@@ -37,7 +37,12 @@ internal static class S4DSample
         ["JapaneseVowels"] = 0.90,
     };
 
-    public static int Run(SampleContext context)
+    public static int Run(SampleContext context) => Run(context, withTransformer: false);
+
+    /// <summary>The `attention` command: the same problems with the Transformer backbone trained beside S4D.</summary>
+    public static int RunAttention(SampleContext context) => Run(context, withTransformer: true);
+
+    private static int Run(SampleContext context, bool withTransformer)
     {
         var total = Stopwatch.StartNew();
         var outputDirectory = context.OutputDirectory;
@@ -46,6 +51,9 @@ internal static class S4DSample
             ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             : ["FashionMNIST", .. UcrSets];
         int? fashionRows = context.Options.TryGetValue("fashion-rows", out var rowsText) ? int.Parse(rowsText, CultureInfo.InvariantCulture) : null;
+        // Attention costs O(L²) per layer: at L = 784 a full Fashion-MNIST epoch would take most of an hour on two cores.
+        if (withTransformer)
+            fashionRows ??= 10_000;
         // One libtorch thread by default: on a 2-core machine that other work shares, the intra-op threads of the FFTs
         // wait on each other at every call, and training ran 3–20× slower with two threads than with one.
         TorchSharp.torch.set_num_threads(context.Options.TryGetValue("threads", out var threadsText) ? int.Parse(threadsText, CultureInfo.InvariantCulture) : 1);
@@ -61,21 +69,27 @@ internal static class S4DSample
                 : LoadUcr(name);
             if (problem is null)
                 continue;
-            results.Add(RunProblem(problem, context.CancellationToken));
+            results.Add(RunProblem(problem, withTransformer, context.CancellationToken));
         }
 
         var summary = Summarize(results, total.Elapsed.TotalSeconds);
         var metricsPath = Path.Combine(outputDirectory, "metrics.json");
         File.WriteAllText(metricsPath, JsonSerializer.Serialize(new S4DMetrics(results, summary), JsonOptions) + Environment.NewLine);
 
-        var table = new Table().Title("Test accuracy").AddColumn("Data set").AddColumn(new TableColumn("S4D").RightAligned())
+        var table = new Table().Title("Test accuracy").AddColumn("Data set");
+        if (withTransformer)
+            table.AddColumn(new TableColumn("Transformer").RightAligned()).AddColumn(new TableColumn("Transformer train s").RightAligned());
+        table.AddColumn(new TableColumn("S4D").RightAligned())
             .AddColumn(new TableColumn("S4D train s").RightAligned()).AddColumn("Best stock trainer").AddColumn(new TableColumn("Accuracy").RightAligned())
             .AddColumn(new TableColumn("Train s").RightAligned()).AddColumn("Target");
         foreach (var r in results)
         {
-            table.AddRow(Markup.Escape(r.Name), Invariant($"{r.S4D.Accuracy:F4}"), Invariant($"{r.S4D.TrainSeconds:F1}"),
+            var cells = new List<string> { Markup.Escape(r.Name) };
+            if (withTransformer)
+                cells.AddRange(new[] { Invariant($"{r.Transformer?.Accuracy:F4}"), Invariant($"{r.Transformer?.TrainSeconds:F1}") });
+            table.AddRow(cells.Concat(new[] { Invariant($"{r.S4D.Accuracy:F4}"), Invariant($"{r.S4D.TrainSeconds:F1}"),
                 Markup.Escape(r.BestPeer.Trainer), Invariant($"{r.BestPeer.Accuracy:F4}"), Invariant($"{r.BestPeer.TrainSeconds:F1}"),
-                r.Target is double t ? (r.MeetsTarget == true ? Invariant($"[green]≥ {t:F2} met[/]") : Invariant($"[red]≥ {t:F2} missed[/]")) : "");
+                r.Target is double t ? (r.MeetsTarget == true ? Invariant($"[green]≥ {t:F2} met[/]") : Invariant($"[red]≥ {t:F2} missed[/]")) : "" }).ToArray());
         }
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(Invariant($"S4D at least as good as the best stock trainer on {summary.UcrAtLeastAsGoodAsPeer} of {summary.UcrDataSets} UCR sets; ")
@@ -85,7 +99,7 @@ internal static class S4DSample
         return 0;
     }
 
-    private static DataSetResult RunProblem(Problem problem, CancellationToken cancellation)
+    private static DataSetResult RunProblem(Problem problem, bool withTransformer, CancellationToken cancellation)
     {
         AnsiConsole.Write(new Rule(Markup.Escape(problem.Name)).LeftJustified());
         AnsiConsole.MarkupLine(Invariant($"{problem.Classes} classes, {problem.TrainRows:N0} train / {problem.TestRows:N0} test series of {problem.LengthText} steps × {problem.Channels} channel(s)")
@@ -111,6 +125,24 @@ internal static class S4DSample
             options.Normalization.ToString(), options.PreNorm, options.DropoutRate, options.NumberOfEpochs, model.TrainingHistory.Count,
             options.BatchSize, options.LearningRate, options.WeightDecay, options.S4D.SsmLearningRate, model.Seed));
 
+        S4DResult? transformer = null;
+        if (withTransformer)
+        {
+            var attention = TransformerOptions(options);
+            var tmContext = new MLContext(seed: 1);
+            clock.Restart();
+            using var tm = progress.Run(
+                Invariant($"Transformer {attention.NumberOfLayers}×{attention.ModelDimension}, {attention.Transformer.NumberOfHeads} heads, {attention.NumberOfEpochs} epochs"),
+                () => tmContext.MulticlassClassification.Trainers.HazySequence(attention).Fit(problem.SequenceTrain));
+            double tmSeconds = clock.Elapsed.TotalSeconds;
+            clock.Restart();
+            var tmMetrics = tmContext.MulticlassClassification.Evaluate(tm.Transform(problem.SequenceTest));
+            AnsiConsole.MarkupLine(Invariant($"  Transformer: test accuracy [bold]{tmMetrics.MicroAccuracy:F4}[/], trained in {tmSeconds:F1} s"));
+            transformer = new S4DResult(tmMetrics.MicroAccuracy, Math.Round(tmSeconds, 2), Math.Round(clock.Elapsed.TotalSeconds, 2), new S4DConfig(
+                attention.ModelDimension, attention.NumberOfLayers, 0, "Transformer", attention.Bidirectional, attention.Normalization.ToString(), attention.PreNorm,
+                attention.DropoutRate, attention.NumberOfEpochs, tm.TrainingHistory.Count, attention.BatchSize, attention.LearningRate, attention.WeightDecay, 0, tm.Seed));
+        }
+
         var peers = new List<PeerResult>();
         foreach (var (trainerName, create) in Peers(problem))
         {
@@ -129,8 +161,29 @@ internal static class S4DSample
         var best = peers.OrderByDescending(p => p.Accuracy).ThenBy(p => p.TrainSeconds).First();
         double? target = Targets.TryGetValue(problem.Name, out var t) ? t : null;
         return new DataSetResult(problem.Name, problem.Classes, problem.TrainRows, problem.TestRows, problem.LengthText, problem.Channels, problem.VariableLength,
-            problem.Note, s4d, peers, best, s4d.Accuracy >= best.Accuracy, target, target is double goal ? s4d.Accuracy >= goal : null);
+            problem.Note, s4d, peers, best, s4d.Accuracy >= best.Accuracy, target, target is double goal ? s4d.Accuracy >= goal : null, transformer);
     }
+
+    /// <summary>The S4D settings of a problem with the Transformer backbone: pre-norm, four heads and a lower learning rate.</summary>
+    private static SequenceTrainer.Options TransformerOptions(SequenceTrainer.Options s4d) => new()
+    {
+        Channels = s4d.Channels,
+        MaximumLength = s4d.MaximumLength,
+        Backbone = SequenceBackbone.Transformer,
+        Transformer = new Microsoft.ML.Hazy.Sequence.Attention.TransformerOptions { NumberOfHeads = 4, FeedForwardMultiplier = 2 },
+        ModelDimension = s4d.ModelDimension,
+        NumberOfLayers = s4d.NumberOfLayers,
+        Bidirectional = s4d.Bidirectional,
+        PreNorm = true,
+        DropoutRate = s4d.DropoutRate,
+        NumberOfEpochs = s4d.NumberOfEpochs,
+        BatchSize = s4d.BatchSize,
+        LearningRate = 2e-3,
+        WeightDecay = s4d.WeightDecay,
+        WarmupFraction = Math.Max(0.1, s4d.WarmupFraction),
+        CancellationToken = s4d.CancellationToken,
+        Progress = s4d.Progress,
+    };
 
     /// <summary>The stock ML.NET multiclass trainers tried on the raw series as one feature vector.</summary>
     private static IEnumerable<(string Name, Func<MLContext, IEstimator<ITransformer>> Create)> Peers(Problem problem)
@@ -277,7 +330,8 @@ internal static class S4DSample
 
     private sealed record DataSetResult(string Name, int Classes, int TrainRows, int TestRows, string Length, int Channels, bool VariableLength, string? Note,
         [property: JsonPropertyName("s4d")] S4DResult S4D, List<PeerResult> Peers, PeerResult BestPeer,
-        [property: JsonPropertyName("s4dAtLeastAsGoodAsBestPeer")] bool S4DAtLeastAsGoodAsBestPeer, double? Target, bool? MeetsTarget);
+        [property: JsonPropertyName("s4dAtLeastAsGoodAsBestPeer")] bool S4DAtLeastAsGoodAsBestPeer, double? Target, bool? MeetsTarget,
+        S4DResult? Transformer = null);
 
     private sealed record Summary(int UcrDataSets, int UcrAtLeastAsGoodAsPeer, int TargetsSet, int TargetsMet, double TotalSeconds, int TorchThreads, int LogicalCores);
 

@@ -120,17 +120,19 @@ internal static class AttentionBenchmark
             ("naive", Naive),
         };
         long naiveFwdBytes = 2L * Heads * l * l * 4, naiveBwdBytes = 4L * Heads * l * l * 4;
-        foreach (var (name, f) in methods)
+        foreach (bool backward in new[] { false, true })
         {
-            foreach (bool backward in new[] { false, true })
+            string pass = backward ? "fwd+bwd" : "fwd";
+            var runs = new List<(string Name, Action Once)>();
+            foreach (var (name, f) in methods)
             {
-                string pass = backward ? "fwd+bwd" : "fwd";
                 if (name == "naive" && (backward ? naiveBwdBytes : naiveFwdBytes) > NaiveMemoryLimit)
                 {
-                    Note(notes, $"naive {pass} skipped at d={d}, L={l}: it needs about {(backward ? naiveBwdBytes : naiveFwdBytes) / 1e9:F1} GB for the L×L matrices (limit {NaiveMemoryLimit / 1e9:F0} GB).");
+                    if (!quiet)
+                        Note(notes, $"naive {pass} skipped at d={d}, L={l}: it needs about {(backward ? naiveBwdBytes : naiveFwdBytes) / 1e9:F1} GB for the L×L matrices (limit {NaiveMemoryLimit / 1e9:F0} GB).");
                     continue;
                 }
-                void Once()
+                runs.Add((name, () =>
                 {
                     using var inner = NewDisposeScope();
                     if (!backward)
@@ -142,16 +144,30 @@ internal static class AttentionBenchmark
                     var qg = q.detach().requires_grad_();
                     var kg = k.detach().requires_grad_();
                     var vg = v.detach().requires_grad_();
-                    var o = f(qg, kg, vg);
-                    o.backward([dO]);
+                    f(qg, kg, vg).backward([dO]);
+                }));
+            }
+
+            // The methods take turns within each repetition, so a change in the machine's load hits them alike.
+            var extra = runs.Select(r => ExtraMiB(r.Once, outputBytes: backward ? 4 * ioBytes : ioBytes)).ToArray();
+            for (int w = 0; w < warm; w++)
+                foreach (var r in runs)
+                    r.Once();
+            var samples = runs.Select(_ => new double[reps]).ToArray();
+            for (int rep = 0; rep < reps; rep++)
+                for (int i = 0; i < runs.Count; i++)
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    runs[i].Once();
+                    samples[i][rep] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 }
-                double extra = ExtraMiB(Once, outputBytes: backward ? 4 * ioBytes : ioBytes);
-                var m = Harness.Measure($"{name} {pass} d={d} L={l}", Once, warm, reps);
-                double flops = backward ? 3.5 * fwdFlops : fwdFlops;
-                rows.Add(new Row(d, l, name, pass, m.MedianMs, flops / (m.MedianMs * 1e6), extra, m));
-                if (quiet)
-                    continue;
-                Console.WriteLine($"  d={d,3} L={l,5} {name,-5} {pass,-7} {m.MedianMs,10:F1} ms {flops / (m.MedianMs * 1e6),7:F1} GFLOP/s  extra {extra,8:F1} MiB");
+            double flops = backward ? 3.5 * fwdFlops : fwdFlops;
+            for (int i = 0; i < runs.Count; i++)
+            {
+                var m = new Measurement($"{runs[i].Name} {pass} d={d} L={l}", samples[i], warm, 1);
+                rows.Add(new Row(d, l, runs[i].Name, pass, m.MedianMs, flops / (m.MedianMs * 1e6), extra[i], m));
+                if (!quiet)
+                    Console.WriteLine($"  d={d,3} L={l,5} {runs[i].Name,-5} {pass,-7} {m.MedianMs,10:F1} ms {flops / (m.MedianMs * 1e6),7:F1} GFLOP/s  extra {extra[i],8:F1} MiB");
             }
         }
     }
@@ -249,13 +265,13 @@ internal static class AttentionBenchmark
         var table = new ResultTable("density", "pass", "ms", "time / dense", "target ≤ 1.5·density", "met");
         foreach (var pass in new[] { "fwd", "fwd+bwd" })
         {
-            double denseMs = 0;
+            var runs = new List<(BlockSparseMask Mask, Action Once)>();
             foreach (double density in new[] { 1.0, 0.5, 0.25, 0.125 })
             {
                 // Block-diagonal groups of density·tiles tiles: exactly that fraction of tiles, the same in every row.
                 var mask = BlockSparseMask.BlockDiagonal(l, l, Math.Max(1, (int)Math.Round(density * tiles)));
                 var options = new FlashAttentionOptions { BlockMask = mask };
-                void Once()
+                runs.Add((mask, () =>
                 {
                     using var inner = NewDisposeScope();
                     if (pass == "fwd")
@@ -268,14 +284,28 @@ internal static class AttentionBenchmark
                     var kg = k.detach().requires_grad_();
                     var vg = v.detach().requires_grad_();
                     FlashAttention.Apply(qg, kg, vg, options).backward([dO]);
+                }));
+            }
+            for (int w = 0; w < warm; w++)
+                foreach (var r in runs)
+                    r.Once();
+            var samples = runs.Select(_ => new double[reps]).ToArray();
+            for (int rep = 0; rep < reps; rep++)
+                for (int i = 0; i < runs.Count; i++)
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    runs[i].Once();
+                    samples[i][rep] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 }
-                var m = Harness.Measure($"block-sparse {pass} density={mask.Density:F3} L={l}", Once, warm, reps);
-                if (density == 1.0)
-                    denseMs = m.MedianMs;
-                double rel = m.MedianMs / denseMs;
-                result.Add(new SparseRow(mask.Density, pass, rel, m));
-                table.AddRow($"{100 * mask.Density:F1} %", pass, m.MedianMs.ToString("F1", CultureInfo.InvariantCulture), rel.ToString("F3", CultureInfo.InvariantCulture),
-                    (1.5 * mask.Density).ToString("F3", CultureInfo.InvariantCulture), rel <= 1.5 * mask.Density ? "yes" : "NO");
+            var measured = runs.Select((r, i) => new Measurement($"block-sparse {pass} density={r.Mask.Density:F3} L={l}", samples[i], warm, 1)).ToArray();
+            double denseMs = measured[0].MedianMs;
+            for (int i = 0; i < runs.Count; i++)
+            {
+                var m = measured[i];
+                double density = runs[i].Mask.Density, rel = m.MedianMs / denseMs;
+                result.Add(new SparseRow(density, pass, rel, m));
+                table.AddRow($"{100 * density:F1} %", pass, m.MedianMs.ToString("F1", CultureInfo.InvariantCulture), rel.ToString("F3", CultureInfo.InvariantCulture),
+                    (1.5 * density).ToString("F3", CultureInfo.InvariantCulture), rel <= 1.5 * density ? "yes" : "NO");
             }
         }
         Console.WriteLine($"Block-sparse FlashAttention, block-diagonal masks, L = {l}, d = {d}, B·H = {Heads}:");

@@ -83,11 +83,27 @@ internal static unsafe class MonarchFusedKernel
         int n = k * p, middle = k * q, outWidth = l * s;
         float* px = Pointer(x), pw1 = Pointer(w1), pw2 = Pointer(w2), py = Pointer(y);
         float* ph = h is null ? null : Pointer(h);
-        int tileRows = UseVector512 ? 2 * WideLanes : 2 * Lanes;
+        int tileRows = UseVector512 && batch > 2 * Lanes ? 2 * WideLanes : 2 * Lanes;
         int tiles = (batch + tileRows - 1) / tileRows;
         long bufferFloats = (long)tileRows * (n + middle + outWidth);
         var shape = new Shape(k, q, p, l, s, r, tileRows);
-        Parallel.For(0, tiles,
+        int workers = Math.Min(Environment.ProcessorCount, tiles);
+        if (workers <= 1)
+        {
+            // A single tile runs inline: waiting on a queued replica costs a scheduling quantum on a loaded machine.
+            var buffer = (float*)NativeMemory.AlignedAlloc((nuint)(bufferFloats * sizeof(float)), 64);
+            try
+            {
+                for (int tile = 0; tile < tiles; tile++)
+                    RunTile(shape, tile, batch, px, pw1, pw2, py, ph, buffer);
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(buffer);
+            }
+            return;
+        }
+        Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = workers },
             () => (IntPtr)NativeMemory.AlignedAlloc((nuint)(bufferFloats * sizeof(float)), 64),
             (tile, _, buffer) =>
             {

@@ -105,7 +105,11 @@ public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable
         if (OutFeaturesExtended != OutFeatures)
             y = y.narrow(-1, 0, OutFeatures);
         if (bias is not null)
-            y = y.add(bias);
+        {
+            // add(Tensor) would create a hidden alpha Scalar left to the finalizer (see ParameterOptimizer).
+            using var one = 1.ToScalar();
+            y = y.add(bias, one);
+        }
         return y.MoveToOuterDisposeScope();
     }
 

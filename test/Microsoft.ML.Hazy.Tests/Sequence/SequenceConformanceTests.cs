@@ -80,6 +80,31 @@ internal static class Waves
         return ml.Transforms.CopyColumns("Label", source).Fit(data).Transform(data);
     }
 
+    /// <summary>
+    /// Runs the model's batched ONNX export on <paramref name="test"/>'s rows padded to the longest, with each row's step
+    /// count, in ONNX Runtime, and checks its three class scores against <paramref name="torchScores"/>.
+    /// </summary>
+    public static void AssertBatchedExportMatches(HazyPredictionTransformer model, IDataView test, float[][] torchScores)
+    {
+        var rows = test.GetColumn<float[]>("Features").ToArray();
+        int longest = rows.Max(r => r.Length);
+        var flat = new float[rows.Length * longest];
+        for (int i = 0; i < rows.Length; i++)
+            rows[i].CopyTo(flat, i * longest);
+        var steps = rows.Select(r => (long)(r.Length / Channels)).ToArray();
+        using var stream = new MemoryStream();
+        model.SaveAsOnnx(stream);
+        using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(stream.ToArray());
+        using var results = session.Run(new[]
+        {
+            Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("Features", new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>(flat, new[] { rows.Length, longest })),
+            Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("Steps", new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<long>(steps, new[] { rows.Length })),
+        });
+        var batched = results.First(r => r.Name == "Score").AsTensor<float>();
+        for (int i = 0; i < rows.Length; i++)
+            ConformanceHelpers.AssertClose(Enumerable.Range(0, 3).Select(j => batched[i, j]).ToArray(), torchScores[i], 1e-4, $"batched row {i}");
+    }
+
     /// <summary>A small, fast S4D configuration for CI.</summary>
     public static SequenceTrainer.Options SmallOptions(bool bidirectional = false) => new()
     {

@@ -46,24 +46,7 @@ public sealed class SequenceTrainerTests
             File.Delete(path);
         }
 
-        // The batched export reads rows padded to the longest and each row's step count.
-        var rows = test.GetColumn<float[]>("Features").ToArray();
-        int longest = rows.Max(r => r.Length);
-        var flat = new float[rows.Length * longest];
-        for (int i = 0; i < rows.Length; i++)
-            rows[i].CopyTo(flat, i * longest);
-        var steps = rows.Select(r => (long)(r.Length / Waves.Channels)).ToArray();
-        using var stream = new MemoryStream();
-        model.SaveAsOnnx(stream);
-        using var session = new InferenceSession(stream.ToArray());
-        using var results = session.Run(new[]
-        {
-            NamedOnnxValue.CreateFromTensor("Features", new DenseTensorF(flat, new[] { rows.Length, longest })),
-            NamedOnnxValue.CreateFromTensor("Steps", new DenseTensorL(steps, new[] { rows.Length })),
-        });
-        var batched = results.First(r => r.Name == "Score").AsTensor<float>();
-        for (int i = 0; i < rows.Length; i++)
-            ConformanceHelpers.AssertClose(Enumerable.Range(0, 3).Select(j => batched[i, j]).ToArray(), torchScores[i], 1e-4, $"batched row {i}");
+        Waves.AssertBatchedExportMatches(model, test, torchScores);
     }
 
     [Test]

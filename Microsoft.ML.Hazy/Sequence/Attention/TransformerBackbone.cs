@@ -1,0 +1,198 @@
+using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Sequence.Attention;
+
+/// <summary>Options of the Transformer backbone of <see cref="SequenceTrainer"/>.</summary>
+public sealed class TransformerOptions
+{
+    /// <summary>Attention heads per block; the model dimension must be a multiple of it, with an even head size.</summary>
+    public int NumberOfHeads = 4;
+
+    /// <summary>Width of each block's feed-forward layer as a multiple of the model dimension.</summary>
+    public int FeedForwardMultiplier = 2;
+
+    internal void Validate(int width)
+    {
+        if (NumberOfHeads <= 0 || width % NumberOfHeads != 0 || (width / NumberOfHeads) % 2 != 0)
+            throw new ArgumentOutOfRangeException(nameof(NumberOfHeads), NumberOfHeads,
+                $"TransformerOptions.NumberOfHeads must divide the model dimension {width} into heads of even size.");
+        if (FeedForwardMultiplier <= 0)
+            throw new ArgumentOutOfRangeException(nameof(FeedForwardMultiplier), FeedForwardMultiplier, "TransformerOptions.FeedForwardMultiplier must be positive.");
+    }
+}
+
+/// <summary>
+/// The Transformer backbone: each block is multi-head self-attention (FlashAttention on the CPU, rotary
+/// position embeddings, which depend only on relative offsets and so suit long sequences) and then a GELU
+/// feed-forward layer; the network adds the residual blocks and normalisation (pre-norm by choice).
+/// Attention is causal unless the trainer is bidirectional.
+/// </summary>
+internal sealed class TransformerBackbone : ISequenceBackboneFactory
+{
+    private readonly TransformerOptions _options;
+
+    public TransformerBackbone(TransformerOptions options) => _options = options;
+
+    public IReadOnlyList<ParameterGroupOptions> LayerParameterGroups => Array.Empty<ParameterGroupOptions>();
+
+    public IReadOnlyList<nn.Module<Tensor, Tensor>> CreateLayers(int index, SequenceNetworkShape shape)
+    {
+        _options.Validate(shape.Width);
+        return new nn.Module<Tensor, Tensor>[]
+        {
+            new SelfAttentionLayer(shape.Width, _options.NumberOfHeads, shape.Dropout, causal: !shape.Bidirectional),
+            new FeedForwardLayer(shape.Width, _options.FeedForwardMultiplier * shape.Width, shape.Dropout),
+        };
+    }
+}
+
+/// <summary>Multi-head self-attention with rotary position embeddings: softmax(q kᵀ / √d) v per head.</summary>
+internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
+{
+    private readonly Linear q_proj, k_proj, v_proj, out_proj;
+    private readonly int _heads, _headSize;
+    private readonly bool _causal;
+    private readonly double _dropout;
+
+    public SelfAttentionLayer(int width, int heads, double dropout, bool causal) : base(nameof(SelfAttentionLayer))
+    {
+        q_proj = nn.Linear(width, width);
+        k_proj = nn.Linear(width, width);
+        v_proj = nn.Linear(width, width);
+        out_proj = nn.Linear(width, width);
+        _heads = heads;
+        _headSize = width / heads;
+        _causal = causal;
+        _dropout = dropout;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input) => Forward(input, null);
+
+    public Tensor Forward(Tensor input, Tensor? mask)
+    {
+        long b = input.shape[0], l = input.shape[1];
+        Tensor Heads(Linear proj) => proj.forward(input).view(b, l, _heads, _headSize).transpose(1, 2).contiguous();
+        var (cos, sin) = RotaryTables(l, _headSize, input.device);
+        var q = Rotate(Heads(q_proj), cos, sin);
+        var k = Rotate(Heads(k_proj), cos, sin);
+        var v = Heads(v_proj);
+        int[]? keyLengths = null;
+        if (mask is not null)
+        {
+            using var lengths = mask.squeeze(-1).sum(1).to(ScalarType.Int32).cpu();
+            keyLengths = lengths.data<int>().ToArray();
+        }
+        var options = new FlashAttentionOptions
+        {
+            Causal = _causal,
+            KeyLengths = keyLengths,
+            DropoutProbability = training ? _dropout : 0,
+            DropoutSeed = training ? (ulong)randint(long.MaxValue, new long[] { 1 }).item<long>() : 0,
+        };
+        var o = FlashAttention.Apply(q, k, v, options).transpose(1, 2).reshape(b, l, _heads * _headSize);
+        return out_proj.forward(o);
+    }
+
+    /// <summary>cos and sin of t·θᵢ with θᵢ = 10000^(−2i/d), shape [L, d/2] (rotary embedding, RoFormer).</summary>
+    public static (Tensor Cos, Tensor Sin) RotaryTables(long length, int headSize, Device? device = null)
+    {
+        var inv = pow(10000.0, arange(0, headSize, 2, ScalarType.Float64).div(headSize).neg());
+        var angles = outer(arange(length, ScalarType.Float64), inv).to(ScalarType.Float32);
+        return (angles.cos().to(device ?? CPU), angles.sin().to(device ?? CPU));
+    }
+
+    // (x₁, x₂) ↦ (x₁ cos − x₂ sin, x₁ sin + x₂ cos) on the two halves of each head.
+    private static Tensor Rotate(Tensor x, Tensor cos, Tensor sin)
+    {
+        var halves = x.chunk(2, -1);
+        return cat(new[] { halves[0] * cos - halves[1] * sin, halves[0] * sin + halves[1] * cos }, -1);
+    }
+
+    public string ExportOnnx(OnnxGraphBuilder g, string input, string? mask, int maxLength)
+    {
+        int half = _headSize / 2;
+        var (cosTable, sinTable) = RotaryTables(maxLength, _headSize);
+        var length = g.Node("Unsqueeze", new[] { g.Node("Gather", new[] { g.Node("Shape", new[] { input }), g.Int64s(1) }, OnnxAttribute.Int("axis", 0)), g.Int64s(0) });
+        length = g.Node("Reshape", new[] { length, g.Int64s(1) });
+        string Rows(string table) => g.Node("Slice", new[] { table, g.Int64s(0), length, g.Int64s(0) });
+        var cos = Rows(g.AddInitializer("rope_cos", cosTable));
+        var sin = Rows(g.AddInitializer("rope_sin", sinTable));
+        cosTable.Dispose();
+        sinTable.Dispose();
+
+        string Heads(Linear proj)
+        {
+            var y = OnnxModuleExporter.Linear(g, input, proj.weight, proj.bias);
+            y = g.Node("Reshape", new[] { y, g.Int64s(0, 0, _heads, _headSize) });
+            return g.Node("Transpose", new[] { y }, OnnxAttribute.Ints("perm", 0, 2, 1, 3));
+        }
+        string Rotate(string x)
+        {
+            var x1 = g.Node("Slice", new[] { x, g.Int64s(0), g.Int64s(half), g.Int64s(-1) });
+            var x2 = g.Node("Slice", new[] { x, g.Int64s(half), g.Int64s(_headSize), g.Int64s(-1) });
+            var a = g.Node("Sub", new[] { g.Node("Mul", new[] { x1, cos }), g.Node("Mul", new[] { x2, sin }) });
+            var b = g.Node("Add", new[] { g.Node("Mul", new[] { x1, sin }), g.Node("Mul", new[] { x2, cos }) });
+            return g.Node("Concat", new[] { a, b }, OnnxAttribute.Int("axis", -1));
+        }
+
+        var q = Rotate(Heads(q_proj));
+        var k = Rotate(Heads(k_proj));
+        var v = Heads(v_proj);
+        var scores = g.Node("Mul", new[] { g.Node("MatMul", new[] { q, g.Node("Transpose", new[] { k }, OnnxAttribute.Ints("perm", 0, 1, 3, 2)) }), g.Scalar((float)(1 / Math.Sqrt(_headSize))) });
+        if (_causal)
+        {
+            var bias = new float[maxLength * maxLength];
+            for (int i = 0; i < maxLength; i++)
+                for (int j = i + 1; j < maxLength; j++)
+                    bias[i * maxLength + j] = -1e9f;
+            var square = g.AddInitializer("causal_bias", bias, maxLength, maxLength);
+            var rows = g.Node("Slice", new[] { square, g.Int64s(0, 0), g.Node("Concat", new[] { length, length }, OnnxAttribute.Int("axis", 0)), g.Int64s(0, 1) });
+            scores = g.Node("Add", new[] { scores, rows });
+        }
+        if (mask is not null)
+        {
+            // mask [B, L, 1] → additive key bias [B, 1, 1, L]: 0 on valid keys, −10⁹ on padding.
+            var keys = g.Node("Unsqueeze", new[] { g.Node("Transpose", new[] { mask }, OnnxAttribute.Ints("perm", 0, 2, 1)), g.Int64s(1) });
+            scores = g.Node("Add", new[] { scores, g.Node("Mul", new[] { g.Node("Sub", new[] { keys, g.Scalar(1f) }), g.Scalar(1e9f) }) });
+        }
+        var weights = g.Node("Softmax", new[] { scores }, OnnxAttribute.Int("axis", -1));
+        var o = g.Node("Transpose", new[] { g.Node("MatMul", new[] { weights, v }) }, OnnxAttribute.Ints("perm", 0, 2, 1, 3));
+        o = g.Node("Reshape", new[] { o, g.Int64s(0, 0, _heads * _headSize) });
+        return OnnxModuleExporter.Linear(g, o, out_proj.weight, out_proj.bias);
+    }
+
+    public ISequenceLayerStepper? CreateStepper(int batchSize) => null;
+}
+
+/// <summary>The position-wise feed-forward layer: W₂ dropout(GELU(W₁ x)).</summary>
+internal sealed class FeedForwardLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
+{
+    private readonly Linear up, down;
+    private readonly double _dropout;
+
+    public FeedForwardLayer(int width, int hidden, double dropout) : base(nameof(FeedForwardLayer))
+    {
+        up = nn.Linear(width, hidden);
+        down = nn.Linear(hidden, width);
+        _dropout = dropout;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor input) => Forward(input, null);
+
+    public Tensor Forward(Tensor input, Tensor? mask) =>
+        down.forward(nn.functional.dropout(nn.functional.gelu(up.forward(input)), _dropout, training));
+
+    public string ExportOnnx(OnnxGraphBuilder g, string input, string? mask, int maxLength)
+    {
+        var h = OnnxModuleExporter.Gelu(g, OnnxModuleExporter.Linear(g, input, up.weight, up.bias), tanhApproximation: false);
+        return OnnxModuleExporter.Linear(g, h, down.weight, down.bias);
+    }
+
+    public ISequenceLayerStepper? CreateStepper(int batchSize) => null;
+}
