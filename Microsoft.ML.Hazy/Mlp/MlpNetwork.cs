@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Onnx;
 using TorchSharp;
@@ -21,7 +22,7 @@ public enum MlpActivation
 /// Linear → activation → dropout per hidden layer (optionally with LayerNorm), then a linear head. With
 /// <c>monarchBlocks</c> &gt; 0 the hidden layers' linear maps are <see cref="MonarchLinear"/>; the head stays dense.
 /// </summary>
-internal sealed class MlpNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable
+internal sealed class MlpNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, ILayeredNetwork
 {
     private readonly Sequential layers;
 
@@ -75,6 +76,8 @@ internal sealed class MlpNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable
     public int MonarchBlocks { get; }
 
     public override Tensor forward(Tensor input) => layers.forward(input);
+
+    public IReadOnlyList<nn.Module<Tensor, Tensor>> Layers => layers.children().Cast<nn.Module<Tensor, Tensor>>().ToArray();
 
     public string ExportOnnx(OnnxGraphBuilder graph, string input) => OnnxModuleExporter.Export(graph, layers, input);
 
