@@ -180,6 +180,7 @@ namespace Microsoft.ML.Hazy
             BinaryClassification = new TaskTrainers(Environment, PredictionKind.BinaryClassification);
             Regression = new TaskTrainers(Environment, PredictionKind.Regression);
             Slicing = new SlicingCatalog(Environment);
+            Interpretation = new InterpretationCatalog(Environment);
         }
 
         internal HazyEnvironment Environment { get; }
@@ -195,6 +196,9 @@ namespace Microsoft.ML.Hazy
 
         /// <summary>Slice discovery (Domino).</summary>
         public SlicingCatalog Slicing { get; }
+
+        /// <summary>Attribution methods and their evaluation.</summary>
+        public InterpretationCatalog Interpretation { get; }
 
         /// <summary>The trainers for one task.</summary>
         public sealed class TaskTrainers

@@ -1,0 +1,156 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Interpretation;
+using Microsoft.ML.Hazy.Training;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy
+{
+    /// <summary>Attribution methods and their evaluation: <c>mlContext.Hazy().Interpretation</c>.</summary>
+    public sealed class InterpretationCatalog
+    {
+        private readonly HazyEnvironment _env;
+
+        internal InterpretationCatalog(HazyEnvironment env) => _env = env;
+
+        /// <summary>
+        /// A gradient-based attribution method on a Hazy model (its TorchSharp network). The estimator's <c>Fit</c> computes
+        /// the data-mean baseline and DeepLiftShap's baseline rows from the data it is given.
+        /// </summary>
+        /// <param name="model">A Hazy model (or a chain ending in one); other models have no gradients: use Occlusion or KernelShap.</param>
+        /// <param name="method">The method.</param>
+        /// <param name="target">Which output is explained.</param>
+        /// <param name="featureColumnName">The feature column the model reads.</param>
+        /// <param name="labelColumnName">The key label column, for <see cref="AttributionTarget.TrueLabel"/>.</param>
+        /// <remarks>See <see cref="AttributionEstimator"/> for the input and output columns.</remarks>
+        public AttributionEstimator Attribution(ITransformer model, GradientMethod method = GradientMethod.IntegratedGradients, AttributionTarget target = AttributionTarget.TrueLabel,
+            string featureColumnName = DefaultColumnNames.Features, string labelColumnName = DefaultColumnNames.Label) =>
+            Attribution(model, new GradientAttributionOptions { Method = method, Target = target, FeatureColumnName = featureColumnName, LabelColumnName = labelColumnName });
+
+        /// <summary>A gradient-based attribution method on a Hazy model, with all options.</summary>
+        /// <param name="model">A Hazy model (or a chain ending in one).</param>
+        /// <param name="options">The method and its settings.</param>
+        public AttributionEstimator Attribution(ITransformer model, GradientAttributionOptions options)
+        {
+            ArgumentNullException.ThrowIfNull(options);
+            var hazy = HazyModelOf(model);
+            return new AttributionEstimator(_env, AttributionColumns.From(options), (data, size, seed) =>
+            {
+                var baselines = Baselines(data, options, size, options.Seed ?? seed);
+                var method = ForModel(hazy, options, baselines, options.Seed ?? seed);
+                return (method, method.OutputCount);
+            });
+        }
+
+        /// <summary>The Hazy model inside <paramref name="model"/>, or a clear exception pointing at the model-agnostic methods.</summary>
+        internal static HazyPredictionTransformer HazyModelOf(ITransformer model)
+        {
+            ArgumentNullException.ThrowIfNull(model);
+            var found = model switch
+            {
+                HazyPredictionTransformer h => h,
+                TransformerChain<ITransformer> chain => chain.LastTransformer as HazyPredictionTransformer,
+                _ => null,
+            };
+            return found ?? throw new NotSupportedException(
+                $"The model {model.GetType().Name} has no gradients: gradient-based attribution needs a Hazy model trained in this process (it keeps the TorchSharp network). " +
+                "For any other ML.NET model use a model-agnostic method that needs only scores: mlContext.Hazy().Interpretation.Occlusion(...) or .KernelShap(...).");
+        }
+
+        internal static GradientAttribution ForModel(HazyPredictionTransformer model, GradientAttributionOptions options, IReadOnlyList<float[]> baselines, int seed)
+        {
+            int size = (int)model.RowShape.Aggregate(1L, (a, b) => a * b);
+            if (model.Sequence is { IsVariableLength: true })
+                throw new NotSupportedException("Attribution on a variable-length sequence model is not supported; pad the sequences to one length and train a fixed-length model.");
+            Func<Tensor, Tensor>? forward = null;
+            if (model.Sequence is { } layout && model.Network is ISequenceNetwork sequence)
+                forward = x => sequence.forward(x.view(x.shape[0], layout.Length, layout.Channels), null);
+            return new GradientAttribution(model.Network, size, options, baselines, seed, forward);
+        }
+
+        /// <summary>The baseline rows the method averages over: Zero, DataMean and user rows, or DeepLiftShap's draw from the data.</summary>
+        internal static IReadOnlyList<float[]> Baselines(IDataView data, GradientAttributionOptions options, int size, int seed)
+        {
+            var column = data.Schema[options.FeatureColumnName];
+            if (options.Method == GradientMethod.DeepLiftShap)
+            {
+                if (options.DeepLiftShapBaselines < 1)
+                    throw new ArgumentOutOfRangeException(nameof(options), options.DeepLiftShapBaselines, "DeepLiftShapBaselines must be at least 1.");
+                return ReservoirSample(data, column, options.DeepLiftShapBaselines, seed);
+            }
+            if (options.Method is not (GradientMethod.IntegratedGradients or GradientMethod.DeepLift))
+                return new[] { new float[size] };
+            if (options.Baselines is null || options.Baselines.Length == 0)
+                throw new ArgumentException("Options.Baselines must name at least one baseline.", nameof(options));
+            var rows = new List<float[]>();
+            foreach (var kind in options.Baselines.Distinct())
+            {
+                switch (kind)
+                {
+                    case BaselineKind.Zero:
+                        rows.Add(new float[size]);
+                        break;
+                    case BaselineKind.DataMean:
+                        rows.Add(Mean(data, column, size));
+                        break;
+                    default:
+                        if (options.UserBaselines is null || options.UserBaselines.Length == 0)
+                            throw new ArgumentException("BaselineKind.UserSupplied needs Options.UserBaselines.", nameof(options));
+                        foreach (var row in options.UserBaselines)
+                        {
+                            if (row?.Length != size)
+                                throw new ArgumentException($"Each row of Options.UserBaselines must have {size} values (column '{options.FeatureColumnName}'); found {row?.Length ?? 0}.", nameof(options));
+                            rows.Add(row);
+                        }
+                        break;
+                }
+            }
+            return rows;
+        }
+
+        private static float[] Mean(IDataView data, DataViewSchema.Column column, int size)
+        {
+            var sum = new double[size];
+            long rows = 0;
+            using var cursor = data.GetRowCursor(new[] { column });
+            var getter = cursor.GetGetter<VBuffer<float>>(column);
+            var buffer = default(VBuffer<float>);
+            while (cursor.MoveNext())
+            {
+                getter(ref buffer);
+                int i = 0;
+                foreach (var v in buffer.DenseValues())
+                    sum[i++] += v;
+                rows++;
+            }
+            if (rows == 0)
+                throw new ArgumentException($"The data given to Fit has no rows; the DataMean baseline of column '{column.Name}' needs some.", nameof(data));
+            return sum.Select(s => (float)(s / rows)).ToArray();
+        }
+
+        private static float[][] ReservoirSample(IDataView data, DataViewSchema.Column column, int count, int seed)
+        {
+            var rand = new Random(seed);
+            var sample = new List<float[]>();
+            long seen = 0;
+            using var cursor = data.GetRowCursor(new[] { column });
+            var getter = cursor.GetGetter<VBuffer<float>>(column);
+            var buffer = default(VBuffer<float>);
+            while (cursor.MoveNext())
+            {
+                seen++;
+                int slot = sample.Count < count ? sample.Count : (int)rand.NextInt64(seen);
+                if (slot >= count)
+                    continue;
+                getter(ref buffer);
+                var row = buffer.DenseValues().ToArray();
+                if (slot == sample.Count)
+                    sample.Add(row);
+                else
+                    sample[slot] = row;
+            }
+            if (sample.Count == 0)
+                throw new ArgumentException($"The data given to Fit has no rows; DeepLiftShap draws its baselines from column '{column.Name}'.", nameof(data));
+            return sample.ToArray();
+        }
+    }
+}
