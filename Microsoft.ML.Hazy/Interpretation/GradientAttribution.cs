@@ -133,50 +133,9 @@ public sealed class GradientAttribution : IAttributionMethod
     /// <param name="seed">Seed of the random weights.</param>
     public float[] AttributeWithRandomWeights(ReadOnlySpan<float> features, int count, ReadOnlySpan<int> targets, int seed)
     {
-        var saved = _network.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().clone());
-        try
-        {
-            Randomize(_network, seed);
-            return Attribute(features, count, targets);
-        }
-        finally
-        {
-            using (no_grad())
-            {
-                foreach (var (name, value) in _network.state_dict())
-                    value.copy_(saved[name]);
-            }
-            foreach (var t in saved.Values)
-                t.Dispose();
-        }
-    }
-
-    /// <summary>Redraws every parameter as PyTorch's default initialisation does.</summary>
-    private static void Randomize(nn.Module network, int seed)
-    {
-        using var _ = no_grad();
-        using var generator = new Generator((ulong)seed);
-        foreach (var (_, module) in network.named_modules())
-        {
-            var weight = module.get_parameter("weight");
-            var bias = module.get_parameter("bias");
-            if (weight is null)
-                continue;
-            if (weight.dim() >= 2)
-            {
-                long fanIn = weight.numel() / weight.shape[0];
-                double bound = 1 / Math.Sqrt(fanIn);
-                // kaiming_uniform_ with a = √5 draws from U(−1/√fan_in, 1/√fan_in), as do the biases.
-                weight.uniform_(-bound, bound, generator);
-                bias?.uniform_(-bound, bound, generator);
-            }
-            else
-            {
-                using var one = 1.0.ToScalar();
-                weight.fill_(one);
-                bias?.zero_();
-            }
-        }
+        var rows = features.ToArray();
+        var t = targets.ToArray();
+        return ModelRandomization.WithRandomWeights(_network, seed, () => Attribute(rows, count, t));
     }
 
     private Tensor AttributeBatch(Tensor x, Tensor t) => _options.Method switch
