@@ -15,6 +15,8 @@ SampleCommand[] commands =
         ["output", "datasets", "fashion-rows", "threads"], S4DSample.Run),
     new("attention", "The Transformer (FlashAttention) backbone beside S4D and stock ML.NET trainers on the s4d command's data sets; writes metrics.json.",
         ["output", "datasets", "fashion-rows", "threads"], S4DSample.RunAttention),
+    new("explain", "Attribution methods on a Fashion-MNIST CNN: faithfulness, plausibility, sanity checks and speed per method; writes metrics.json and maps.png.",
+        ["output", "images", "epochs", "threads"], ExplainSample.Run),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.
@@ -73,6 +75,8 @@ int Usage(string? error, int exitCode)
     writer.WriteLine("  --rows N      monarch: training images used at most (default 12000).");
     writer.WriteLine("  s4d only: --datasets A,B (default FashionMNIST and the five UCR sets), --fashion-rows N (first N training images),");
     writer.WriteLine("            --threads N (libtorch intra-op threads).");
+    writer.WriteLine("  explain only: --images N (correctly classified test images attributed, default 500), --epochs N (CNN epochs, default 3),");
+    writer.WriteLine("            --threads N (libtorch intra-op threads, default 1).");
     writer.WriteLine("  -h, --help    Show this message.");
     return exitCode;
 }
