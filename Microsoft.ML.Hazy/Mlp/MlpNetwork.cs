@@ -40,9 +40,7 @@ internal sealed class MlpNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, I
         int width = inputSize;
         for (int i = 0; i < hidden.Count; i++)
         {
-            modules.Add(($"linear{i}", monarchBlocks > 0
-                ? new MonarchLinear(width, hidden[i], Math.Min(monarchBlocks, Math.Min(width, hidden[i])))
-                : nn.Linear(width, hidden[i])));
+            modules.Add(($"linear{i}", MonarchLinear.OrDense(width, hidden[i], monarchBlocks)));
             if (layerNorm)
                 modules.Add(($"norm{i}", nn.LayerNorm(hidden[i])));
             modules.Add(($"act{i}", activation switch

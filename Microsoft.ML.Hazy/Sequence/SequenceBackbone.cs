@@ -69,7 +69,8 @@ internal interface ISequenceBackboneFactory
 /// <param name="Width">The model dimension H.</param>
 /// <param name="Dropout">The dropout rate inside layers.</param>
 /// <param name="Bidirectional">Whether layers may look at later steps (no streaming then).</param>
-internal sealed record SequenceNetworkShape(int Width, double Dropout, bool Bidirectional);
+/// <param name="MonarchBlocks">Blocks of the layers' projections as Monarch matrices (<see cref="Layers.Monarch.MonarchLinear.OrDense"/>); 0 keeps them dense.</param>
+internal sealed record SequenceNetworkShape(int Width, double Dropout, bool Bidirectional, int MonarchBlocks = 0);
 
 /// <summary>The one place that maps a <see cref="SequenceBackbone"/> to its factory.</summary>
 internal static class SequenceBackbones

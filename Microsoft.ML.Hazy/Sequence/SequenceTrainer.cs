@@ -76,6 +76,13 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
         /// <summary>Let layers see later steps too (for classification of whole sequences); a bidirectional model cannot stream.</summary>
         public bool Bidirectional;
 
+        /// <summary>
+        /// Blocks of each factor when the backbone's projections are Monarch matrices (<see cref="Layers.Monarch.MonarchLinear"/>):
+        /// S4D's GLU output projection, the Transformer's query, key, value and output projections and its feed-forward
+        /// layers. 0 keeps them dense. Capped at each layer's smaller width. The encoder (C → H) and the decoder stay dense.
+        /// </summary>
+        public int MonarchBlocks;
+
         /// <summary>Options of the S4D backbone.</summary>
         public S4DOptions S4D = new();
 
@@ -112,6 +119,8 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
             throw new ArgumentOutOfRangeException(nameof(options), options.NumberOfLayers, "Options.NumberOfLayers must be positive.");
         if (options.DropoutRate < 0 || options.DropoutRate >= 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
+        if (options.MonarchBlocks < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MonarchBlocks, "Options.MonarchBlocks must be 0 (dense) or a positive block count.");
         SequenceBackbones.Create(options);
     }
 
@@ -122,7 +131,7 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
     public HazyPredictionTransformer Fit(IDataView input)
     {
         var backbone = SequenceBackbones.Create(_options);
-        var shape = new SequenceNetworkShape(_options.ModelDimension, _options.DropoutRate, _options.Bidirectional);
+        var shape = new SequenceNetworkShape(_options.ModelDimension, _options.DropoutRate, _options.Bidirectional, _options.MonarchBlocks);
         return SupervisedTrainer.Fit(_env, "Hazy.Sequence." + _options.Backbone, _options.WithLayerGroups(backbone.LayerParameterGroups), _kind, input,
             (channels, outputs) => new SequenceNetwork(channels, outputs, _options.NumberOfLayers, shape, _options.Normalization, _options.PreNorm, backbone),
             sequence: new SequenceInput(_options.Channels, _options.MaximumLength));

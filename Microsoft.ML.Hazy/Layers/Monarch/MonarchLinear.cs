@@ -113,6 +113,15 @@ public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable
         return y.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The linear map of a layer with a Monarch option: <c>nn.Linear</c> when <paramref name="nblocks"/> is 0, else a
+    /// MonarchLinear with <paramref name="nblocks"/> blocks capped at the smaller width. Export either through
+    /// <see cref="OnnxModuleExporter.Export"/>.
+    /// </summary>
+    internal static nn.Module<Tensor, Tensor> OrDense(int inFeatures, int outFeatures, int nblocks) => nblocks > 0
+        ? new MonarchLinear(inFeatures, outFeatures, Math.Min(nblocks, Math.Min(inFeatures, outFeatures)))
+        : nn.Linear(inFeatures, outFeatures);
+
     /// <summary>The dense weight W, shape (out, in), with forward(x) = x Wᵀ + b exactly (up to rounding).</summary>
     public Tensor ToDense()
     {

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
 using TorchSharp;
@@ -29,7 +30,7 @@ public sealed class TransformerOptions
 /// The Transformer backbone: each block is multi-head self-attention (FlashAttention on the CPU, rotary
 /// position embeddings, which depend only on relative offsets and so suit long sequences) and then a GELU
 /// feed-forward layer; the network adds the residual blocks and normalisation (pre-norm by choice).
-/// Attention is causal unless the trainer is bidirectional.
+/// Attention is causal unless the trainer is bidirectional. With Monarch blocks every projection is a <see cref="MonarchLinear"/>.
 /// </summary>
 internal sealed class TransformerBackbone : ISequenceBackboneFactory
 {
@@ -44,8 +45,8 @@ internal sealed class TransformerBackbone : ISequenceBackboneFactory
         _options.Validate(shape.Width);
         return new nn.Module<Tensor, Tensor>[]
         {
-            new SelfAttentionLayer(shape.Width, _options.NumberOfHeads, shape.Dropout, causal: !shape.Bidirectional),
-            new FeedForwardLayer(shape.Width, _options.FeedForwardMultiplier * shape.Width, shape.Dropout),
+            new SelfAttentionLayer(shape.Width, _options.NumberOfHeads, shape.Dropout, causal: !shape.Bidirectional, shape.MonarchBlocks),
+            new FeedForwardLayer(shape.Width, _options.FeedForwardMultiplier * shape.Width, shape.Dropout, shape.MonarchBlocks),
         };
     }
 }
@@ -53,17 +54,17 @@ internal sealed class TransformerBackbone : ISequenceBackboneFactory
 /// <summary>Multi-head self-attention with rotary position embeddings: softmax(q kᵀ / √d) v per head.</summary>
 internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
 {
-    private readonly Linear q_proj, k_proj, v_proj, out_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, out_proj;
     private readonly int _heads, _headSize;
     private readonly bool _causal;
     private readonly double _dropout;
 
-    public SelfAttentionLayer(int width, int heads, double dropout, bool causal) : base(nameof(SelfAttentionLayer))
+    public SelfAttentionLayer(int width, int heads, double dropout, bool causal, int monarchBlocks = 0) : base(nameof(SelfAttentionLayer))
     {
-        q_proj = nn.Linear(width, width);
-        k_proj = nn.Linear(width, width);
-        v_proj = nn.Linear(width, width);
-        out_proj = nn.Linear(width, width);
+        q_proj = MonarchLinear.OrDense(width, width, monarchBlocks);
+        k_proj = MonarchLinear.OrDense(width, width, monarchBlocks);
+        v_proj = MonarchLinear.OrDense(width, width, monarchBlocks);
+        out_proj = MonarchLinear.OrDense(width, width, monarchBlocks);
         _heads = heads;
         _headSize = width / heads;
         _causal = causal;
@@ -76,7 +77,7 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
     public Tensor Forward(Tensor input, Tensor? mask)
     {
         long b = input.shape[0], l = input.shape[1];
-        Tensor Heads(Linear proj) => proj.forward(input).view(b, l, _heads, _headSize).transpose(1, 2).contiguous();
+        Tensor Heads(nn.Module<Tensor, Tensor> proj) => proj.forward(input).view(b, l, _heads, _headSize).transpose(1, 2).contiguous();
         var (cos, sin) = RotaryTables(l, _headSize, input.device);
         var q = Rotate(Heads(q_proj), cos, sin);
         var k = Rotate(Heads(k_proj), cos, sin);
@@ -125,9 +126,9 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
         cosTable.Dispose();
         sinTable.Dispose();
 
-        string Heads(Linear proj)
+        string Heads(nn.Module<Tensor, Tensor> proj)
         {
-            var y = OnnxModuleExporter.Linear(g, input, proj.weight, proj.bias);
+            var y = OnnxModuleExporter.Export(g, proj, input);
             y = g.Node("Reshape", new[] { y, g.Int64s(0, 0, _heads, _headSize) });
             return g.Node("Transpose", new[] { y }, OnnxAttribute.Ints("perm", 0, 2, 1, 3));
         }
@@ -163,7 +164,7 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
         var weights = g.Node("Softmax", new[] { scores }, OnnxAttribute.Int("axis", -1));
         var o = g.Node("Transpose", new[] { g.Node("MatMul", new[] { weights, v }) }, OnnxAttribute.Ints("perm", 0, 2, 1, 3));
         o = g.Node("Reshape", new[] { o, g.Int64s(0, 0, _heads * _headSize) });
-        return OnnxModuleExporter.Linear(g, o, out_proj.weight, out_proj.bias);
+        return OnnxModuleExporter.Export(g, out_proj, o);
     }
 
     public ISequenceLayerStepper? CreateStepper(int batchSize) => null;
@@ -172,13 +173,13 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
 /// <summary>The position-wise feed-forward layer: W₂ dropout(GELU(W₁ x)).</summary>
 internal sealed class FeedForwardLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
 {
-    private readonly Linear up, down;
+    private readonly nn.Module<Tensor, Tensor> up, down;
     private readonly double _dropout;
 
-    public FeedForwardLayer(int width, int hidden, double dropout) : base(nameof(FeedForwardLayer))
+    public FeedForwardLayer(int width, int hidden, double dropout, int monarchBlocks = 0) : base(nameof(FeedForwardLayer))
     {
-        up = nn.Linear(width, hidden);
-        down = nn.Linear(hidden, width);
+        up = MonarchLinear.OrDense(width, hidden, monarchBlocks);
+        down = MonarchLinear.OrDense(hidden, width, monarchBlocks);
         _dropout = dropout;
         RegisterComponents();
     }
@@ -190,8 +191,8 @@ internal sealed class FeedForwardLayer : nn.Module<Tensor, Tensor>, ISequenceLay
 
     public string ExportOnnx(OnnxGraphBuilder g, string input, string? mask, int maxLength)
     {
-        var h = OnnxModuleExporter.Gelu(g, OnnxModuleExporter.Linear(g, input, up.weight, up.bias), tanhApproximation: false);
-        return OnnxModuleExporter.Linear(g, h, down.weight, down.bias);
+        var h = OnnxModuleExporter.Gelu(g, OnnxModuleExporter.Export(g, up, input), tanhApproximation: false);
+        return OnnxModuleExporter.Export(g, down, h);
     }
 
     public ISequenceLayerStepper? CreateStepper(int batchSize) => null;

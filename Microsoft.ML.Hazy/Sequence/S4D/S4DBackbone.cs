@@ -22,7 +22,7 @@ internal sealed class S4DBackbone : ISequenceBackboneFactory
 
     public IReadOnlyList<nn.Module<Tensor, Tensor>> CreateLayers(int index, SequenceNetworkShape shape)
     {
-        var layer = new S4DLayer(shape.Width, _options, shape.Dropout, shape.Bidirectional);
+        var layer = new S4DLayer(shape.Width, _options, shape.Dropout, shape.Bidirectional, shape.MonarchBlocks);
         if (_options.SsmLearningRate == 0)
         {
             foreach (var p in layer.StateSpace.parameters())

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Onnx;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -8,24 +9,24 @@ namespace Microsoft.ML.Hazy.Sequence.S4D;
 /// <summary>
 /// One S4D layer (the reference's S4D block): y = GLU(W · dropout(GELU(K ∗ u + D·u))), where K is the
 /// diagonal SSM's kernel, one per feature (or a forward and a backward one when bidirectional), applied by
-/// FFT. Input and output [B, L, H].
+/// FFT. Input and output [B, L, H]. W (H → 2H) is dense, or a <see cref="MonarchLinear"/> given <c>monarchBlocks</c> &gt; 0.
 /// </summary>
 internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
 {
     private readonly S4DStateSpace ssm;
     private readonly Parameter C;
     private readonly Parameter D;
-    private readonly Linear output_linear;
+    private readonly nn.Module<Tensor, Tensor> output_linear;
     private readonly S4DDiscretization _discretization;
     private readonly double _dropout;
 
-    public S4DLayer(int width, S4DOptions options, double dropout, bool bidirectional) : base(nameof(S4DLayer))
+    public S4DLayer(int width, S4DOptions options, double dropout, bool bidirectional, int monarchBlocks = 0) : base(nameof(S4DLayer))
     {
         int modes = options.StateSize / 2;
         ssm = new S4DStateSpace(width, options);
         C = new Parameter(randn(bidirectional ? 2 : 1, width, modes, 2) * Math.Sqrt(0.5));
         D = new Parameter(randn(width));
-        output_linear = nn.Linear(width, 2 * width);
+        output_linear = MonarchLinear.OrDense(width, 2 * width, monarchBlocks);
         _discretization = options.Discretization;
         _dropout = dropout;
         Bidirectional = bidirectional;
@@ -68,12 +69,9 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
         }
         y = OnnxModuleExporter.Gelu(graph, y, tanhApproximation: false);
         long width = D.shape[0];
-        using var values = output_linear.weight!.detach().narrow(0, 0, width);
-        using var gates = output_linear.weight!.detach().narrow(0, width, width);
-        using var valueBias = output_linear.bias!.detach().narrow(0, 0, width);
-        using var gateBias = output_linear.bias!.detach().narrow(0, width, width);
-        var a = OnnxModuleExporter.Linear(graph, y, values, valueBias);
-        var b = OnnxModuleExporter.Linear(graph, y, gates, gateBias);
+        var projected = OnnxModuleExporter.Export(graph, output_linear, y);
+        var a = graph.Node("Slice", new[] { projected, graph.Int64s(0), graph.Int64s(width), graph.Int64s(-1) });
+        var b = graph.Node("Slice", new[] { projected, graph.Int64s(width), graph.Int64s(2 * width), graph.Int64s(-1) });
         return graph.Node("Mul", new[] { a, graph.Node("Sigmoid", new[] { b }) });
     }
 
