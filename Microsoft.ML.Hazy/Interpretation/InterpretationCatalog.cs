@@ -41,6 +41,73 @@ namespace Microsoft.ML.Hazy
             });
         }
 
+        /// <summary>
+        /// Occlusion (model-agnostic): slides a window over the image- or sequence-shaped feature vector, replaces it, and
+        /// credits each feature with the mean drop of the explained score over the windows covering it. Works on any ML.NET
+        /// model that scores the feature column (LightGbm, SDCA, an ONNX model, a Hazy model).
+        /// </summary>
+        /// <param name="model">The model; it must need no input column but the feature column.</param>
+        /// <param name="options">The row's shape, the window, the strides and the replacement value.</param>
+        /// <param name="target">Which output is explained.</param>
+        /// <param name="featureColumnName">The feature column.</param>
+        /// <param name="labelColumnName">The key label column, for <see cref="AttributionTarget.TrueLabel"/>.</param>
+        /// <param name="scoreColumnName">The model's score column: Single, or a vector with one slot per class.</param>
+        /// <remarks>See <see cref="AttributionEstimator"/> for the input and output columns.</remarks>
+        public AttributionEstimator Occlusion(ITransformer model, OcclusionAttribution.Options options, AttributionTarget target = AttributionTarget.TrueLabel,
+            string featureColumnName = DefaultColumnNames.Features, string labelColumnName = DefaultColumnNames.Label, string scoreColumnName = DefaultColumnNames.Score)
+        {
+            ArgumentNullException.ThrowIfNull(model);
+            ArgumentNullException.ThrowIfNull(options);
+            return ModelAgnostic(target, featureColumnName, labelColumnName, (data, size) =>
+            {
+                var score = new TransformerScoreFunction(model, featureColumnName, size, scoreColumnName);
+                return (new OcclusionAttribution(score, options), score.OutputCount);
+            });
+        }
+
+        /// <summary>
+        /// KernelSHAP (model-agnostic): Shapley values estimated by weighted least squares over sampled coalitions of features
+        /// (or feature groups), exactly efficient: Σ attribution = f(x) − f(baseline). Works on any ML.NET model that scores the feature column.
+        /// </summary>
+        /// <param name="model">The model; it must need no input column but the feature column.</param>
+        /// <param name="numberOfEvaluations">Coalitions scored per row (model evaluations); null takes the default budget.</param>
+        /// <param name="target">Which output is explained.</param>
+        /// <param name="featureColumnName">The feature column.</param>
+        /// <param name="labelColumnName">The key label column, for <see cref="AttributionTarget.TrueLabel"/>.</param>
+        /// <param name="scoreColumnName">The model's score column: Single, or a vector with one slot per class.</param>
+        /// <remarks>See <see cref="AttributionEstimator"/> for the input and output columns.</remarks>
+        public AttributionEstimator KernelShap(ITransformer model, int? numberOfEvaluations = null, AttributionTarget target = AttributionTarget.TrueLabel,
+            string featureColumnName = DefaultColumnNames.Features, string labelColumnName = DefaultColumnNames.Label, string scoreColumnName = DefaultColumnNames.Score) =>
+            KernelShap(model, new KernelShapAttribution.Options { NumberOfEvaluations = numberOfEvaluations }, target, featureColumnName, labelColumnName, scoreColumnName);
+
+        /// <summary>KernelSHAP with all options (baseline row, feature groups such as superpixels, seed).</summary>
+        /// <param name="model">The model; it must need no input column but the feature column.</param>
+        /// <param name="options">The method's options.</param>
+        /// <param name="target">Which output is explained.</param>
+        /// <param name="featureColumnName">The feature column.</param>
+        /// <param name="labelColumnName">The key label column, for <see cref="AttributionTarget.TrueLabel"/>.</param>
+        /// <param name="scoreColumnName">The model's score column: Single, or a vector with one slot per class.</param>
+        public AttributionEstimator KernelShap(ITransformer model, KernelShapAttribution.Options options, AttributionTarget target = AttributionTarget.TrueLabel,
+            string featureColumnName = DefaultColumnNames.Features, string labelColumnName = DefaultColumnNames.Label, string scoreColumnName = DefaultColumnNames.Score)
+        {
+            ArgumentNullException.ThrowIfNull(model);
+            ArgumentNullException.ThrowIfNull(options);
+            return ModelAgnostic(target, featureColumnName, labelColumnName, (data, size) =>
+            {
+                var score = new TransformerScoreFunction(model, featureColumnName, size, scoreColumnName);
+                return (new KernelShapAttribution(score, options), score.OutputCount);
+            });
+        }
+
+        private AttributionEstimator ModelAgnostic(AttributionTarget target, string featureColumnName, string labelColumnName,
+            Func<IDataView, int, (IAttributionMethod Method, int Outputs)> create)
+        {
+            if (target == AttributionTarget.FixedClass)
+                throw new ArgumentException("The model-agnostic estimators explain the true or the predicted label; for a fixed class call the method's Attribute with that class as every row's target.", nameof(target));
+            var columns = new AttributionColumns(featureColumnName, labelColumnName, DefaultColumnNames.PredictedLabel, "Attribution", target, 0);
+            return new AttributionEstimator(_env, columns, (data, size, _) => create(data, size));
+        }
+
         /// <summary>The Hazy model inside <paramref name="model"/>, or a clear exception pointing at the model-agnostic methods.</summary>
         internal static HazyPredictionTransformer HazyModelOf(ITransformer model)
         {

@@ -25,14 +25,12 @@ public sealed class TransformerScoreFunction : IScoreFunction
     private readonly bool _vectorScore;
 
     /// <summary>Wraps <paramref name="model"/>.</summary>
-    /// <param name="mlContext">The ML.NET context (kept for symmetry with ML.NET components; the model carries its own environment).</param>
     /// <param name="model">The fitted model.</param>
     /// <param name="featureColumnName">The name of the vector column the model reads.</param>
     /// <param name="featureSize">Values per row.</param>
     /// <param name="scoreColumnName">The output column to read: Single, or a known-size vector of Single.</param>
-    public TransformerScoreFunction(MLContext mlContext, ITransformer model, string featureColumnName, int featureSize, string scoreColumnName = "Score")
+    public TransformerScoreFunction(ITransformer model, string featureColumnName, int featureSize, string scoreColumnName = "Score")
     {
-        ArgumentNullException.ThrowIfNull(mlContext);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(featureColumnName);
         ArgumentException.ThrowIfNullOrEmpty(scoreColumnName);

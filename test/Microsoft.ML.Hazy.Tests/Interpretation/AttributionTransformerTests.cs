@@ -85,6 +85,33 @@ public sealed class AttributionTransformerTests
     }
 
     [Test]
+    public void ModelAgnosticMethodsExplainStockModels()
+    {
+        var sdca = _ml.MulticlassClassification.Trainers.SdcaMaximumEntropy().Fit(_data);
+        var scored = sdca.Transform(_data);
+        var occlusion = new OcclusionAttribution.Options { Shape = new[] { Blobs.Dimensions }, WindowShape = new[] { 2 }, Strides = new[] { 1 } };
+        var explained = _ml.Hazy().Interpretation.Occlusion(sdca, occlusion, AttributionTarget.PredictedLabel).Fit(scored).Transform(scored);
+        var (features, _, predicted, attributions) = Read(explained);
+        var direct = new OcclusionAttribution(new TransformerScoreFunction(sdca, "Features", Blobs.Dimensions), occlusion)
+            .Attribute(features, 120, predicted.Select(k => (int)k - 1).ToArray());
+        Assert.That(attributions.SelectMany(a => a), Is.EqualTo(direct).Within(1e-6));
+        Assert.That(direct.Any(v => Math.Abs(v) > 1e-3), Is.True);
+
+        // KernelSHAP through the catalog is exactly efficient: Σ φ = f(x) − f(0) for each row's true class.
+        var shap = _ml.Hazy().Interpretation.KernelShap(sdca).Fit(scored).Transform(scored);
+        var labels = shap.GetColumn<uint>("Label").ToArray();
+        var phi = shap.GetColumn<float[]>("Attribution").ToArray();
+        var score = new TransformerScoreFunction(sdca, "Features", Blobs.Dimensions);
+        var fx = score.Score(features, 120);
+        var f0 = score.Score(new float[Blobs.Dimensions], 1);
+        for (int i = 0; i < 120; i += 13)
+        {
+            int c = (int)labels[i] - 1;
+            Assert.That(phi[i].Sum(), Is.EqualTo(fx[i * 3 + c] - f0[c]).Within(1e-4), $"row {i}");
+        }
+    }
+
+    [Test]
     public void BadTargetsAreNamed()
     {
         var unscored = _ml.Hazy().Interpretation.Attribution(_model, GradientMethod.Gradient, AttributionTarget.PredictedLabel).Fit(_data);

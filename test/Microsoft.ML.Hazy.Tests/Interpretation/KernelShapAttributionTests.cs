@@ -10,7 +10,7 @@ public class KernelShapAttributionTests
     public void OnAStockSdcaModelItRecoversWeightTimesDifferenceAndIsEfficient()
     {
         var (ml, model, w, b, x) = SdcaFixture.Train();
-        var score = new TransformerScoreFunction(ml, model, "Features", SdcaFixture.Dimensions);
+        var score = new TransformerScoreFunction(model, "Features", SdcaFixture.Dimensions);
         float[] baseline = [0.5f, -0.5f, 0.1f, 0, 0.3f, -0.2f, 1, 0.25f];
         var shap = new KernelShapAttribution(score, new KernelShapAttribution.Options { Baseline = baseline });
         Assert.That(shap.CoalitionCount, Is.EqualTo(254), "the default budget 2M + 2048 enumerates all 2^8 − 2 coalitions");

@@ -62,7 +62,7 @@ public class OcclusionAttributionTests
     public void OnAStockSdcaModelOneByOneOcclusionIsWeightTimesInput()
     {
         var (ml, model, w, _, x) = SdcaFixture.Train();
-        var score = new TransformerScoreFunction(ml, model, "Features", SdcaFixture.Dimensions);
+        var score = new TransformerScoreFunction(model, "Features", SdcaFixture.Dimensions);
         var a = new OcclusionAttribution(score).Attribute(x, 5, new int[5]);
         for (int i = 0; i < a.Length; i++)
             Assert.That(a[i], Is.EqualTo(w[i % w.Length] * x[i]).Within(1e-4), $"feature {i}");

@@ -13,7 +13,7 @@ public class ScoreFunctionTests
     public void TransformerScoreFunctionReturnsTheSdcaLinearFunction()
     {
         var (ml, model, w, b, x) = SdcaFixture.Train();
-        var score = new TransformerScoreFunction(ml, model, "Features", SdcaFixture.Dimensions);
+        var score = new TransformerScoreFunction(model, "Features", SdcaFixture.Dimensions);
         Assert.That(score.OutputCount, Is.EqualTo(1));
         var s = score.Score(x, 5);
         Assert.That(s, Has.Length.EqualTo(5));
@@ -45,7 +45,7 @@ public class ScoreFunctionTests
         var data = ml.Data.LoadFromEnumerable(rows);
         var keyed = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ClassRow.Class)).Fit(data).Transform(data);
         var model = ml.MulticlassClassification.Trainers.SdcaMaximumEntropy(new Microsoft.ML.Trainers.SdcaMaximumEntropyMulticlassTrainer.Options { NumberOfThreads = 1 }).Fit(keyed);
-        var score = new TransformerScoreFunction(ml, model, "Features", 3);
+        var score = new TransformerScoreFunction(model, "Features", 3);
         Assert.That(score.OutputCount, Is.EqualTo(4));
 
         // The same rows through ML.NET's own Transform.
@@ -56,7 +56,7 @@ public class ScoreFunctionTests
 
         // A chain that also needs the raw label column cannot score features alone, and says so.
         var chain = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ClassRow.Class)).Append(ml.MulticlassClassification.Trainers.SdcaMaximumEntropy()).Fit(data);
-        var needsClass = Assert.Throws<ArgumentException>(() => new TransformerScoreFunction(ml, chain, "Features", 3))!;
+        var needsClass = Assert.Throws<ArgumentException>(() => new TransformerScoreFunction(chain, "Features", 3))!;
         Assert.That(needsClass.Message, Does.Contain("'Features'").And.Contain("Class"));
     }
 
@@ -64,12 +64,12 @@ public class ScoreFunctionTests
     public void TransformerScoreFunctionRejectsBadInput()
     {
         var (ml, model, _, _, x) = SdcaFixture.Train(50);
-        var missing = Assert.Throws<ArgumentException>(() => new TransformerScoreFunction(ml, model, "Features", SdcaFixture.Dimensions, "Probability"))!;
+        var missing = Assert.Throws<ArgumentException>(() => new TransformerScoreFunction(model, "Features", SdcaFixture.Dimensions, "Probability"))!;
         Assert.That(missing.Message, Does.Contain("'Probability'").And.Contain("'Score'"));
-        var score = new TransformerScoreFunction(ml, model, "Features", SdcaFixture.Dimensions);
+        var score = new TransformerScoreFunction(model, "Features", SdcaFixture.Dimensions);
         var wrong = Assert.Throws<ArgumentException>(() => score.Score(x.AsSpan(0, 12), 2))!;
         Assert.That(wrong.Message, Does.Contain("12").And.Contain("16"));
-        Assert.Catch(() => new TransformerScoreFunction(ml, model, "Features", 5));
+        Assert.Catch(() => new TransformerScoreFunction(model, "Features", 5));
     }
 
     [Test]
