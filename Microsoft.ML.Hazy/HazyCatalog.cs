@@ -1,4 +1,5 @@
 using Microsoft.ML.Hazy;
+using Microsoft.ML.Hazy.Cnn;
 using Microsoft.ML.Hazy.Mlp;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Sequence;
@@ -74,6 +75,75 @@ namespace Microsoft.ML
         /// <param name="catalog">The regression trainers catalog.</param>
         /// <param name="options">The trainer's options.</param>
         public static MlpTrainer HazyMlp(this RegressionCatalog.RegressionTrainers catalog, MlpTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.Regression);
+
+        /// <summary>A convolutional multiclass classifier for image-shaped feature vectors, trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The multiclass trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: a key type.</param>
+        /// <param name="featureColumnName">The feature column: a vector of <paramref name="channels"/>·<paramref name="height"/>·<paramref name="width"/> Single, channel after channel, each row by row.</param>
+        /// <param name="channels">Channels of the image.</param>
+        /// <param name="height">Height of the image in pixels; required.</param>
+        /// <param name="width">Width of the image in pixels; required.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static CnnTrainer HazyCnn(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+            int channels = 1, int height = 0, int width = 0, int numberOfEpochs = 10, double learningRate = 2e-3, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog),
+                HazyCatalog.MakeCnnOptions(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.MulticlassClassification);
+
+        /// <summary>A convolutional multiclass classifier with all options.</summary>
+        /// <param name="catalog">The multiclass trainers catalog.</param>
+        /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
+        public static CnnTrainer HazyCnn(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, CnnTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.MulticlassClassification);
+
+        /// <summary>A convolutional binary classifier for image-shaped feature vectors, trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Boolean.</param>
+        /// <param name="featureColumnName">The feature column: a vector of <paramref name="channels"/>·<paramref name="height"/>·<paramref name="width"/> Single, channel after channel, each row by row.</param>
+        /// <param name="channels">Channels of the image.</param>
+        /// <param name="height">Height of the image in pixels; required.</param>
+        /// <param name="width">Width of the image in pixels; required.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static CnnTrainer HazyCnn(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+            int channels = 1, int height = 0, int width = 0, int numberOfEpochs = 10, double learningRate = 2e-3, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog),
+                HazyCatalog.MakeCnnOptions(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.BinaryClassification);
+
+        /// <summary>A convolutional binary classifier with all options.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
+        public static CnnTrainer HazyCnn(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, CnnTrainer.Options options) =>
+            new(HazyEnvironment.From((object)catalog), options, PredictionKind.BinaryClassification);
+
+        /// <summary>A convolutional regressor for image-shaped feature vectors, trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Single.</param>
+        /// <param name="featureColumnName">The feature column: a vector of <paramref name="channels"/>·<paramref name="height"/>·<paramref name="width"/> Single, channel after channel, each row by row.</param>
+        /// <param name="channels">Channels of the image.</param>
+        /// <param name="height">Height of the image in pixels; required.</param>
+        /// <param name="width">Width of the image in pixels; required.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static CnnTrainer HazyCnn(this RegressionCatalog.RegressionTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+            int channels = 1, int height = 0, int width = 0, int numberOfEpochs = 10, double learningRate = 2e-3, int batchSize = 64) =>
+            new(HazyEnvironment.From((object)catalog),
+                HazyCatalog.MakeCnnOptions(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize),
+                PredictionKind.Regression);
+
+        /// <summary>A convolutional regressor with all options.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
+        public static CnnTrainer HazyCnn(this RegressionCatalog.RegressionTrainers catalog, CnnTrainer.Options options) =>
             new(HazyEnvironment.From((object)catalog), options, PredictionKind.Regression);
 
         /// <summary>An S4D sequence multiclass classifier (diagonal state-space layers) trained with TorchSharp and served through ONNX.</summary>
@@ -254,6 +324,23 @@ namespace Microsoft.ML.Hazy
             public MonarchFineTuneTrainer MonarchFineTune(HazyPredictionTransformer model, MonarchFineTuneTrainer.Options options) =>
                 new(_env, model, options, _kind);
 
+            /// <summary>A convolutional network for image-shaped feature vectors.</summary>
+            /// <param name="labelColumnName">The label column.</param>
+            /// <param name="featureColumnName">The feature column: a vector of <paramref name="channels"/>·<paramref name="height"/>·<paramref name="width"/> Single, channel after channel, each row by row.</param>
+            /// <param name="channels">Channels of the image.</param>
+            /// <param name="height">Height of the image in pixels; required.</param>
+            /// <param name="width">Width of the image in pixels; required.</param>
+            /// <param name="numberOfEpochs">Passes over the data.</param>
+            /// <param name="learningRate">Peak learning rate.</param>
+            /// <param name="batchSize">Rows per step.</param>
+            public CnnTrainer Cnn(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+                int channels = 1, int height = 0, int width = 0, int numberOfEpochs = 10, double learningRate = 2e-3, int batchSize = 64) =>
+                new(_env, MakeCnnOptions(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize), _kind);
+
+            /// <summary>A convolutional network with all options.</summary>
+            /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
+            public CnnTrainer Cnn(CnnTrainer.Options options) => new(_env, options, _kind);
+
             /// <summary>An S4D sequence model (diagonal state-space layers).</summary>
             /// <param name="labelColumnName">The label column.</param>
             /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
@@ -275,6 +362,18 @@ namespace Microsoft.ML.Hazy
             /// <param name="options">The trainer's options.</param>
             public SequenceTrainer Sequence(SequenceTrainer.Options options) => new(_env, options, _kind);
         }
+
+        internal static CnnTrainer.Options MakeCnnOptions(string label, string features, int channels, int height, int width, int epochs, double lr, int batchSize) => new()
+        {
+            LabelColumnName = label,
+            FeatureColumnName = features,
+            Channels = channels,
+            Height = height,
+            Width = width,
+            NumberOfEpochs = epochs,
+            LearningRate = lr,
+            BatchSize = batchSize,
+        };
 
         internal static SequenceTrainer.Options MakeSequenceOptions(string label, string features, int channels, int width, int layers, int epochs, double lr, int batchSize) => new()
         {

@@ -26,6 +26,19 @@ public sealed class OnnxExporterTests
         yield return new TestCaseData("Softmax", (Func<nn.Module<Tensor, Tensor>>)(() => nn.Softmax(1)), new long[] { 4, 6 });
         yield return new TestCaseData("LayerNorm", (Func<nn.Module<Tensor, Tensor>>)(() => TrainedLayerNorm()), new long[] { 4, 3, 6 });
         yield return new TestCaseData("MeanPool", (Func<nn.Module<Tensor, Tensor>>)(() => new MeanPool(1)), new long[] { 4, 3, 6 });
+        yield return new TestCaseData("Conv2d k3 s2 p1", (Func<nn.Module<Tensor, Tensor>>)(() => nn.Conv2d(3, 4, 3, stride: 2, padding: 1)), new long[] { 2, 3, 7, 9 });
+        yield return new TestCaseData("Conv2d grouped, dilated, without bias", (Func<nn.Module<Tensor, Tensor>>)(() =>
+            nn.Conv2d(4, 6, 3, padding: 2, dilation: 2, groups: 2, bias: false)), new long[] { 2, 4, 8, 7 });
+        yield return new TestCaseData("Conv2d rectangular", (Func<nn.Module<Tensor, Tensor>>)(() =>
+            nn.Conv2d(2, 3, (3, 2), stride: (2, 1), padding: (1, 0))), new long[] { 2, 2, 7, 6 });
+        yield return new TestCaseData("Conv2d same, even kernel", (Func<nn.Module<Tensor, Tensor>>)(() =>
+            nn.Conv2d(3, 4, 4, TorchSharp.Padding.Same)), new long[] { 2, 3, 6, 5 });
+        yield return new TestCaseData("BatchNorm2d", (Func<nn.Module<Tensor, Tensor>>)(() => TrainedBatchNorm(affine: true)), new long[] { 4, 3, 5, 6 });
+        yield return new TestCaseData("BatchNorm2d without affine", (Func<nn.Module<Tensor, Tensor>>)(() => TrainedBatchNorm(affine: false)), new long[] { 4, 3, 5, 6 });
+        yield return new TestCaseData("Flatten", (Func<nn.Module<Tensor, Tensor>>)(() => nn.Flatten()), new long[] { 2, 3, 4, 5 });
+        yield return new TestCaseData("Flatten from axis 2", (Func<nn.Module<Tensor, Tensor>>)(() => nn.Flatten(2)), new long[] { 2, 3, 4, 5 });
+        yield return new TestCaseData("Unflatten", (Func<nn.Module<Tensor, Tensor>>)(() => nn.Unflatten(1, new long[] { 3, 4 })), new long[] { 2, 12, 5 });
+        yield return new TestCaseData("Dropout2d", (Func<nn.Module<Tensor, Tensor>>)(() => nn.Dropout2d(0.5)), new long[] { 2, 3, 4, 5 });
         yield return new TestCaseData("Sequential MLP", (Func<nn.Module<Tensor, Tensor>>)(() =>
             nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.GELU(), nn.Dropout(0.1), nn.Linear(8, 3), nn.Softmax(-1))), new long[] { 4, 6 });
     }
@@ -87,6 +100,26 @@ public sealed class OnnxExporterTests
         {
             norm.weight!.copy_(rand(6) + 0.5);
             norm.bias!.copy_(randn(6));
+        }
+        return norm;
+    }
+
+    /// <summary>Non-trivial running statistics (five training-mode batches) and affine parameters.</summary>
+    private static nn.Module<Tensor, Tensor> TrainedBatchNorm(bool affine)
+    {
+        var norm = nn.BatchNorm2d(3, eps: 1e-3, affine: affine);
+        using (no_grad())
+        {
+            if (affine)
+            {
+                norm.weight!.copy_(rand(3) + 0.5);
+                norm.bias!.copy_(randn(3));
+            }
+            for (int i = 0; i < 5; i++)
+            {
+                using var x = randn(8, 3, 5, 6) * 3 + 2;
+                norm.forward(x).Dispose();
+            }
         }
         return norm;
     }
