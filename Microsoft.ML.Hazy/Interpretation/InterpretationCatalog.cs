@@ -58,11 +58,7 @@ namespace Microsoft.ML.Hazy
         {
             ArgumentNullException.ThrowIfNull(model);
             ArgumentNullException.ThrowIfNull(options);
-            return ModelAgnostic(target, featureColumnName, labelColumnName, (data, size) =>
-            {
-                var score = new TransformerScoreFunction(model, featureColumnName, size, scoreColumnName);
-                return (new OcclusionAttribution(score, options), score.OutputCount);
-            });
+            return ModelAgnostic(model, target, featureColumnName, labelColumnName, scoreColumnName, score => new OcclusionAttribution(score, options));
         }
 
         /// <summary>
@@ -92,20 +88,20 @@ namespace Microsoft.ML.Hazy
         {
             ArgumentNullException.ThrowIfNull(model);
             ArgumentNullException.ThrowIfNull(options);
-            return ModelAgnostic(target, featureColumnName, labelColumnName, (data, size) =>
-            {
-                var score = new TransformerScoreFunction(model, featureColumnName, size, scoreColumnName);
-                return (new KernelShapAttribution(score, options), score.OutputCount);
-            });
+            return ModelAgnostic(model, target, featureColumnName, labelColumnName, scoreColumnName, score => new KernelShapAttribution(score, options));
         }
 
-        private AttributionEstimator ModelAgnostic(AttributionTarget target, string featureColumnName, string labelColumnName,
-            Func<IDataView, int, (IAttributionMethod Method, int Outputs)> create)
+        private AttributionEstimator ModelAgnostic(ITransformer model, AttributionTarget target, string featureColumnName, string labelColumnName, string scoreColumnName,
+            Func<IScoreFunction, IAttributionMethod> create)
         {
             if (target == AttributionTarget.FixedClass)
                 throw new ArgumentException("The model-agnostic estimators explain the true or the predicted label; for a fixed class call the method's Attribute with that class as every row's target.", nameof(target));
             var columns = new AttributionColumns(featureColumnName, labelColumnName, DefaultColumnNames.PredictedLabel, "Attribution", target, 0);
-            return new AttributionEstimator(_env, columns, (data, size, _) => create(data, size));
+            return new AttributionEstimator(_env, columns, (_, size, _) =>
+            {
+                var score = new TransformerScoreFunction(model, featureColumnName, size, scoreColumnName);
+                return (create(score), score.OutputCount);
+            });
         }
 
         /// <summary>The Hazy model inside <paramref name="model"/>, or a clear exception pointing at the model-agnostic methods.</summary>
