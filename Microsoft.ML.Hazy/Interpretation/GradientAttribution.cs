@@ -238,18 +238,26 @@ public sealed class GradientAttribution : IAttributionMethod
         var grad = zeros_like(output).scatter_(1, t.unsqueeze(1), ones(t.shape[0], 1, device: _device));
         if (rule == Rule.Lrp)
             grad = grad * output;
-        int lastConvolution = -1;
-        for (int i = layers.Count - 1; i >= 0 && lastConvolution < 0; i--)
+        int camLayer = -1;
+        for (int i = layers.Count - 1; i >= 0 && camLayer < 0; i--)
         {
             if (layers[i] is Conv2d)
-                lastConvolution = i;
+                camLayer = i;
+        }
+        if (camLayer >= 0 && _options.GradCamAfterActivation)
+        {
+            int activation = camLayer + 1;
+            while (activation < layers.Count && !IsElementwise(layers[activation]))
+                activation++;
+            if (activation < layers.Count)
+                camLayer = activation;
         }
         Tensor? convolutionGradient = null;
         for (int i = layers.Count - 1; i >= 0; i--)
         {
             var layer = layers[i];
             var a = inputs[i];
-            if (i == lastConvolution)
+            if (i == camLayer)
                 convolutionGradient = grad;
             if (rule == Rule.Lrp && layer is BatchNorm1d or BatchNorm2d && i > 0 && layers[i - 1] is Linear or Conv2d)
                 continue; // merged into the preceding layer, whose rule sees this layer's output
@@ -274,7 +282,7 @@ public sealed class GradientAttribution : IAttributionMethod
             }
         }
         var imageShape = inputs.FirstOrDefault(a => a.dim() == 4)?.shape;
-        return new WalkResult(grad, lastConvolution >= 0 ? inputs[lastConvolution + 1] : null, convolutionGradient, imageShape);
+        return new WalkResult(grad, camLayer >= 0 ? inputs[camLayer + 1] : null, convolutionGradient, imageShape);
     }
 
     /// <summary>Guided backprop through a ReLU: the incoming gradient where it and the ReLU's input are both positive.</summary>

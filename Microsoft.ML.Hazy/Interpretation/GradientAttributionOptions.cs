@@ -113,6 +113,14 @@ public sealed class GradientAttributionOptions
     /// <summary>γ of the LRP rule for convolutions (the paper: 0.25).</summary>
     public double LrpGamma = 0.25;
 
+    /// <summary>
+    /// Where Guided Grad-CAM reads its activations: false (the paper's call, Captum's <c>LayerGradCam</c> on the last
+    /// convolution) takes the convolution's own output, before batch norm and ReLU; true takes the output of the first
+    /// activation after it, the rectified feature maps of Selvaraju et al. With batch norm between them the
+    /// convolution's raw output can make ReLU(Σ α_k A^k) zero everywhere for some images.
+    /// </summary>
+    public bool GradCamAfterActivation;
+
     /// <summary>Rows per forward/backward pass.</summary>
     public int BatchSize = 64;
 

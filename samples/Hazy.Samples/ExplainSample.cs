@@ -25,7 +25,7 @@ internal static class ExplainSample
 
     private sealed record MethodMetrics(string Method, double FaithfulnessArea, double? FirstFractionAtChance, double[] FaithfulnessCurve,
         double PlausibilityPearson, double PlausibilityMutualInformation, double RandomWeightsSimilarity, double RandomWeightsSpearman,
-        double PermutedLabelsSimilarity, double PermutedLabelsSpearman, double MillisecondsPerImage);
+        double PermutedLabelsSimilarity, double PermutedLabelsSpearman, double MillisecondsPerImage, int AllZeroMaps);
 
     public static int Run(SampleContext context)
     {
@@ -82,6 +82,8 @@ internal static class ExplainSample
                 .Attribution(m, new GradientAttributionOptions { Method = method, SmoothGradSigma = 0.15 })
                 .Fit(source.Test).Method));
         }
+        methods.Add(("GuidedGradCam (after ReLU)", (m, _) => mlContext.Hazy().Interpretation
+            .Attribution(m, new GradientAttributionOptions { Method = GradientMethod.GuidedGradCam, GradCamAfterActivation = true }).Fit(source.Test).Method));
         methods.Add(("Occlusion", (_, s) => new OcclusionAttribution(s, new OcclusionAttribution.Options { Shape = [1, Side, Side], WindowShape = [1, 4, 4], Strides = [1, 2, 2] })));
         var superpixels = Enumerable.Range(0, Pixels).Select(p => p / Side / 4 * (Side / 4) + p % Side / 4).ToArray();
         methods.Add(("KernelSHAP", (_, s) => new KernelShapAttribution(s, new KernelShapAttribution.Options { NumberOfEvaluations = 512, FeatureGroups = superpixels, Seed = 3 })));
@@ -106,21 +108,22 @@ internal static class ExplainSample
             var relabelled = SanityChecks.Compare(maps, permutedMaps, images, seed: 1);
             results.Add(new MethodMetrics(name, faithfulness.AreaUnderCurve, faithfulness.FirstFractionAtChance, faithfulness.Accuracies.ToArray(),
                 plausibility.MeanPearson, plausibility.MeanMutualInformation, random.PearsonOfAbsolute, random.SpearmanOfAbsolute,
-                relabelled.PearsonOfAbsolute, relabelled.SpearmanOfAbsolute, ms));
+                relabelled.PearsonOfAbsolute, relabelled.SpearmanOfAbsolute, ms,
+                Enumerable.Range(0, images).Count(i => maps.AsSpan(i * Pixels, Pixels).IndexOfAnyExcept(0f) < 0)));
             gridMaps.AddRange(maps.AsSpan(0, gridImages * Pixels).ToArray());
-            AnsiConsole.MarkupLine(Invariant($"  {name,-20} {ms,8:F2} ms/image  faithfulness area {faithfulness.AreaUnderCurve:F3}  plausibility r {plausibility.MeanPearson:F3}"));
+            AnsiConsole.MarkupLine(Invariant($"  {Markup.Escape(name),-26} {ms,8:F2} ms/image  faithfulness area {faithfulness.AreaUnderCurve:F3}  plausibility r {plausibility.MeanPearson:F3}"));
         }
 
         var table = new Table().Title(Invariant($"{images} correctly classified test images")).AddColumn("Method")
             .AddColumn(new TableColumn("Faithfulness area ↓").RightAligned()).AddColumn(new TableColumn("φ at chance ↓").RightAligned())
             .AddColumn(new TableColumn("Plausibility r ↑").RightAligned()).AddColumn(new TableColumn("MI ↑").RightAligned())
             .AddColumn(new TableColumn("Random-weights r ↓").RightAligned()).AddColumn(new TableColumn("Permuted-labels r ↓").RightAligned())
-            .AddColumn(new TableColumn("ms / image").RightAligned());
+            .AddColumn(new TableColumn("ms / image").RightAligned()).AddColumn(new TableColumn("zero maps").RightAligned());
         foreach (var r in results)
         {
             table.AddRow(r.Method, Invariant($"{r.FaithfulnessArea:F3}"), r.FirstFractionAtChance is { } f ? Invariant($"{f:P1}") : "never",
                 Invariant($"{r.PlausibilityPearson:F3}"), Invariant($"{r.PlausibilityMutualInformation:F3}"),
-                Invariant($"{r.RandomWeightsSimilarity:F3}"), Invariant($"{r.PermutedLabelsSimilarity:F3}"), Invariant($"{r.MillisecondsPerImage:F2}"));
+                Invariant($"{r.RandomWeightsSimilarity:F3}"), Invariant($"{r.PermutedLabelsSimilarity:F3}"), Invariant($"{r.MillisecondsPerImage:F2}"), r.AllZeroMaps.ToString(CultureInfo.InvariantCulture));
         }
         AnsiConsole.Write(table);
 

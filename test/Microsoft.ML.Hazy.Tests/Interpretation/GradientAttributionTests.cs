@@ -222,21 +222,23 @@ public sealed class GradientAttributionTests
         Assert.That(g2.Zip(z2, (a, b) => Math.Abs(a - b)).Max(), Is.GreaterThan(1e-4));
     }
 
-    [Test]
-    public void GuidedGradCamIsGuidedBackpropTimesTheUpsampledCam()
+    [TestCase(false)]
+    [TestCase(true)]
+    public void GuidedGradCamIsGuidedBackpropTimesTheUpsampledCam(bool afterActivation)
     {
         using var model = SmallCnn(17, bias: true, centredBatchNorm: false);
         var x = RandomRows(4, 72, 7);
         var targets = new[] { 3, 2, 1, 0 };
-        var ggc = new GradientAttribution(model, 72, new GradientAttributionOptions { Method = GradientMethod.GuidedGradCam }).Attribute(x, 4, targets);
+        var ggc = new GradientAttribution(model, 72, new GradientAttributionOptions { Method = GradientMethod.GuidedGradCam, GradCamAfterActivation = afterActivation }).Attribute(x, 4, targets);
         var gbp = new GradientAttribution(model, 72, new GradientAttributionOptions { Method = GradientMethod.GuidedBackprop }).Attribute(x, 4, targets);
 
         // Grad-CAM by plain autograd: A = conv output (3 × 3 × 3), α = spatial mean of ∂f/∂A.
         var layers = model.children().Cast<nn.Module<Tensor, Tensor>>().ToArray();
         using var input = tensor(x, new long[] { 4, 72 });
         var image = layers[0].forward(input);
-        var a = layers[1].forward(image).detach().requires_grad_(true);
-        var y = layers[5].forward(layers[4].forward(layers[3].forward(layers[2].forward(a))));
+        // A: the convolution's output, or the ReLU's after batch norm.
+        var a = (afterActivation ? layers[3].forward(layers[2].forward(layers[1].forward(image))) : layers[1].forward(image)).detach().requires_grad_(true);
+        var y = afterActivation ? layers[5].forward(layers[4].forward(a)) : layers[5].forward(layers[4].forward(layers[3].forward(layers[2].forward(a))));
         var selected = y.gather(1, tensor(targets.Select(t => (long)t).ToArray()).unsqueeze(1)).sum();
         var g = autograd.grad(new[] { selected }, new[] { a })[0];
         var cam = (g.mean(new long[] { 2, 3 }, keepdim: true) * a).sum(1).clamp_min(0).detach();
