@@ -9,7 +9,7 @@ namespace Microsoft.ML.Hazy.PerformanceTests;
 internal static class MonarchBenchmark
 {
     public const string Description =
-        "MonarchLinear forward and forward+backward (fused CPU kernel and the reference two-bmm path) vs a dense nn.Linear, n in {1024, 4096}, batch in {10, 1000}, nblocks in {4, 16, 32, 64}.";
+        "MonarchLinear forward and forward+backward (fused CPU kernel with its fused backward, fused forward with the bmm backward, and the reference two-bmm path) vs a dense nn.Linear, n in {1024, 4096}, batch in {10, 1000}, nblocks in {4, 16, 32, 64}.";
 
     private static readonly int[] Widths = { 1024, 4096 };
     private static readonly int[] Batches = { 10, 1000 };
@@ -25,11 +25,11 @@ internal static class MonarchBenchmark
         manual_seed(1);
         Console.WriteLine($"Monarch vs dense Linear, float32 on CPU, {get_num_threads()} libtorch threads, {Environment.ProcessorCount} cores, "
             + $"load average {machine.LoadAverageAtStart?.ToString("F1") ?? "n/a"}; fused kernel supported: {MonarchFusedKernel.IsSupported}.");
-        Console.WriteLine($"Median of {repetitions} runs after 1 warm-up, dense/fused/bmm interleaved in each round; speed-up = dense median / Monarch median (above 1: Monarch faster).");
+        Console.WriteLine($"Median of {repetitions} runs after 1 warm-up, dense/fused/fused+bmm-backward/bmm interleaved in each round; speed-up = dense median / Monarch median (above 1: Monarch faster).");
         Console.WriteLine();
 
         var table = new ResultTable("n", "batch", "nblocks", "params (M/dense)", "FLOP ratio", "dense fwd ms", "fused fwd ms", "fused fwd x", "bmm fwd ms", "bmm fwd x",
-            "dense f+b ms", "fused f+b ms", "fused f+b x", "bmm f+b ms", "bmm f+b x", "max |fused-bmm|");
+            "dense f+b ms", "fused f+b ms", "fused f+b x", "fused+bmm-bwd f+b ms", "fused+bmm-bwd f+b x", "bmm f+b ms", "bmm f+b x", "max |fused-bmm|");
         var measurements = new List<ResultEntry>();
         foreach (int n in Widths)
             foreach (int batch in Batches)
@@ -58,10 +58,11 @@ internal static class MonarchBenchmark
                         (name + " bmm forward", () => { monarch.UseFusedKernel = false; Forward(monarch, x); }));
                     var train = Interleaved(repetitions, batch,
                         ($"dense n={n} batch={batch} forward+backward", () => ForwardBackward(dense, input)),
-                        (name + " fused forward+backward", () => { monarch.UseFusedKernel = true; ForwardBackward(monarch, input); }),
+                        (name + " fused forward+backward", () => { monarch.UseFusedKernel = true; WithFusedBackward(true, () => ForwardBackward(monarch, input)); }),
+                        (name + " fused forward+bmm backward", () => { monarch.UseFusedKernel = true; WithFusedBackward(false, () => ForwardBackward(monarch, input)); }),
                         (name + " bmm forward+backward", () => { monarch.UseFusedKernel = false; ForwardBackward(monarch, input); }));
                     var (denseForward, fusedForward, bmmForward) = (forward[0], forward[1], forward[2]);
-                    var (denseTrain, fusedTrain, bmmTrain) = (train[0], train[1], train[2]);
+                    var (denseTrain, fusedTrain, bmmBackwardTrain, bmmTrain) = (train[0], train[1], train[2], train[3]);
                     long denseParams = (long)n * n + n;
                     double paramRatio = (double)monarch.ParameterCount / denseParams;
                     double flopRatio = (double)(monarch.BlockDiagonal1.numel() + monarch.BlockDiagonal2.numel()) / ((long)n * n);
@@ -69,6 +70,7 @@ internal static class MonarchBenchmark
                         Ms(denseForward), Ms(fusedForward), Harness.FormatRatio(fusedForward.SpeedupOver(denseForward)),
                         Ms(bmmForward), Harness.FormatRatio(bmmForward.SpeedupOver(denseForward)),
                         Ms(denseTrain), Ms(fusedTrain), Harness.FormatRatio(fusedTrain.SpeedupOver(denseTrain)),
+                        Ms(bmmBackwardTrain), Harness.FormatRatio(bmmBackwardTrain.SpeedupOver(denseTrain)),
                         Ms(bmmTrain), Harness.FormatRatio(bmmTrain.SpeedupOver(denseTrain)), agreement.ToString("E1"));
                     var details = new Dictionary<string, object?>
                     {
@@ -80,6 +82,7 @@ internal static class MonarchBenchmark
                     measurements.Add(Harness.Entry(fusedForward, denseForward, details));
                     measurements.Add(Harness.Entry(bmmForward, denseForward, details));
                     measurements.Add(Harness.Entry(fusedTrain, denseTrain, details));
+                    measurements.Add(Harness.Entry(bmmBackwardTrain, denseTrain, details));
                     measurements.Add(Harness.Entry(bmmTrain, denseTrain, details));
                 }
             }
@@ -120,6 +123,21 @@ internal static class MonarchBenchmark
             }
         }
         return contenders.Select((c, i) => new Measurement(c.Name, samples[i], 1, items)).ToArray();
+    }
+
+    /// <summary>Runs <paramref name="run"/> with the fused kernel's backward switched to the fused C# one or to the bmm one.</summary>
+    private static void WithFusedBackward(bool fused, Action run)
+    {
+        bool previous = MonarchFusedKernel.UseFusedBackward;
+        MonarchFusedKernel.UseFusedBackward = fused;
+        try
+        {
+            run();
+        }
+        finally
+        {
+            MonarchFusedKernel.UseFusedBackward = previous;
+        }
     }
 
     private static void Forward(nn.Module<Tensor, Tensor> module, Tensor x)

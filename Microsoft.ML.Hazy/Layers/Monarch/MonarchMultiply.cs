@@ -41,7 +41,7 @@ public static class MonarchMultiply
 
     /// <summary>
     /// The same product through the fused CPU kernel when it applies (float32 CPU tensors on a machine with
-    /// 256-bit SIMD), else <see cref="Bmm"/>. Differentiable: the kernel has its own backward.
+    /// 256-bit SIMD), else <see cref="Bmm"/>. Differentiable: a custom autograd function whose backward is libtorch bmm by default (a fused C# backward is switchable internally).
     /// </summary>
     /// <param name="x">Input, last axis k·p.</param>
     /// <param name="w1">First block-diagonal factor (k, q, p).</param>
