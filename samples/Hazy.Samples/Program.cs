@@ -12,9 +12,9 @@ SampleCommand[] commands =
     new("monarch", "Fashion-MNIST MLP: dense vs Monarch vs dense-to-sparse vs reverse-sparsified (accuracy, parameters, time, throughput).",
         ["output", "rows"], MonarchSample.Run),
     new("s4d", "S4D sequence classifiers vs stock ML.NET trainers on sequential Fashion-MNIST and five UCR series sets; writes metrics.json.",
-        ["output", "datasets", "fashion-rows", "threads"], S4DSample.Run),
+        ["output", "datasets", "fashion-rows", "fashion-epochs", "threads"], S4DSample.Run),
     new("attention", "The Transformer (FlashAttention) backbone beside S4D and stock ML.NET trainers on the s4d command's data sets; writes metrics.json.",
-        ["output", "datasets", "fashion-rows", "threads"], S4DSample.RunAttention),
+        ["output", "datasets", "fashion-rows", "fashion-epochs", "threads"], S4DSample.RunAttention),
     new("explain", "Attribution methods on a Fashion-MNIST CNN: faithfulness, plausibility, sanity checks and speed per method; writes metrics.json and maps.png.",
         ["output", "images", "epochs", "threads"], ExplainSample.Run),
 ];
@@ -74,7 +74,7 @@ int Usage(string? error, int exitCode)
     writer.WriteLine("  --output DIR  Folder that receives the command's model and metrics (default: artifacts/<command>).");
     writer.WriteLine("  --rows N      monarch: training images used at most (default 12000).");
     writer.WriteLine("  s4d only: --datasets A,B (default FashionMNIST and the five UCR sets), --fashion-rows N (first N training images),");
-    writer.WriteLine("            --threads N (libtorch intra-op threads).");
+    writer.WriteLine("            --fashion-epochs N (default 3), --threads N (libtorch intra-op threads; default one per core, 1 on a shared machine).");
     writer.WriteLine("  explain only: --images N (correctly classified test images attributed, default 500), --epochs N (CNN epochs, default 3),");
     writer.WriteLine("            --threads N (libtorch intra-op threads, default 1).");
     writer.WriteLine("  -h, --help    Show this message.");

@@ -54,9 +54,11 @@ internal static class S4DSample
         // Attention costs O(L²) per layer: at L = 784 a full Fashion-MNIST epoch would take most of an hour on two cores.
         if (withTransformer)
             fashionRows ??= 10_000;
-        // One libtorch thread by default: on a 2-core machine that other work shares, the intra-op threads of the FFTs
-        // wait on each other at every call, and training ran 3–20× slower with two threads than with one.
-        TorchSharp.torch.set_num_threads(context.Options.TryGetValue("threads", out var threadsText) ? int.Parse(threadsText, CultureInfo.InvariantCulture) : 1);
+        // One libtorch thread per core by default (an epoch of sequential Fashion-MNIST: 260 s with two threads on an idle
+        // 2-core machine, 470 s with one). On a machine that other work shares, pass --threads 1: the intra-op threads of
+        // the FFTs then wait on each other at every call, and training ran 3–20× slower with two threads than with one.
+        TorchSharp.torch.set_num_threads(context.Options.TryGetValue("threads", out var threadsText) ? int.Parse(threadsText, CultureInfo.InvariantCulture) : Environment.ProcessorCount);
+        int fashionEpochs = context.Options.TryGetValue("fashion-epochs", out var epochsText) ? int.Parse(epochsText, CultureInfo.InvariantCulture) : 3;
         AnsiConsole.Write(new Rule("[bold]S4D[/] sequence classifiers against stock ML.NET trainers").LeftJustified());
         AnsiConsole.MarkupLine(Invariant($"libtorch threads: {TorchSharp.torch.get_num_threads()}, logical cores: {Environment.ProcessorCount}"));
 
@@ -65,7 +67,7 @@ internal static class S4DSample
         {
             context.CancellationToken.ThrowIfCancellationRequested();
             var problem = name.Equals("FashionMNIST", StringComparison.OrdinalIgnoreCase)
-                ? LoadFashion(fashionRows)
+                ? LoadFashion(fashionRows, fashionEpochs)
                 : LoadUcr(name);
             if (problem is null)
                 continue;
@@ -207,16 +209,16 @@ internal static class S4DSample
         }
     }
 
-    private static Problem? LoadFashion(int? maxTrainRows)
+    private static Problem? LoadFashion(int? maxTrainRows, int epochs)
     {
         var ml = new MLContext(seed: 1);
         var source = FashionMnist.LoadDefault(ml, maxTrainRows);
         long train = source.Train.GetRowCount() ?? source.Train.GetColumn<uint>("Label").LongCount();
         long test = source.Test.GetRowCount() ?? source.Test.GetColumn<uint>("Label").LongCount();
         string? note = source.IsSubset ? "the repository's subset: install dataset-fashion-mnist for the full set" : maxTrainRows is int n ? Invariant($"first {n:N0} training images") : null;
-        // One pass over the 784-step sequences: the FFT convolutions cost about 4·H transforms of 2L points per image and
-        // layer, so width and epochs are what the 20-minute budget of the whole command allows on two cores. Pre-norm
-        // BatchNorm, batches of 32 and a higher learning rate (Δ and A included) learned fastest in one pass on 12,000 images.
+        // The FFT convolutions cost about 4·H transforms of 2L points per image and layer, so width and epochs (3 by default)
+        // are what the 20-minute budget of the whole command allows on two idle cores. Pre-norm BatchNorm, batches of 32 and a
+        // higher learning rate (Δ and A included) learned fastest in one pass on 12,000 images.
         var options = new SequenceTrainer.Options
         {
             ModelDimension = 32,
@@ -225,7 +227,7 @@ internal static class S4DSample
             PreNorm = true,
             Normalization = SequenceNormalization.BatchNorm,
             DropoutRate = 0,
-            NumberOfEpochs = 1,
+            NumberOfEpochs = epochs,
             BatchSize = 32,
             LearningRate = 2e-2,
             WeightDecay = 1e-2,
