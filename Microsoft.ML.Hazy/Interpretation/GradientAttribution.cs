@@ -144,7 +144,7 @@ public sealed class GradientAttribution : IAttributionMethod
         GradientMethod.SmoothGrad => SmoothGrad(x, t),
         GradientMethod.InputXGradient => x * Gradient(x, t),
         GradientMethod.IntegratedGradients => MeanOverBaselines(x, b => IntegratedGradients(x, t, b)),
-        GradientMethod.DeepLift or GradientMethod.DeepLiftShap => MeanOverBaselines(x, b => (x - b) * Walk(x, t, Rule.DeepLift, b).InputGradient),
+        GradientMethod.DeepLift or GradientMethod.DeepLiftShap => DeepLift(x, t),
         GradientMethod.GuidedBackprop => Walk(x, t, Rule.Guided, null).InputGradient,
         GradientMethod.GuidedGradCam => GuidedGradCam(x, t),
         GradientMethod.Lrp => Walk(x, t, Rule.Lrp, null).InputGradient,
@@ -186,6 +186,29 @@ public sealed class GradientAttribution : IAttributionMethod
         var path = (baseline.unsqueeze(0) + a * delta.unsqueeze(0)).reshape(steps * n, FeatureSize);
         var g = Gradient(path, t.repeat(steps)).reshape(steps, n, FeatureSize);
         return delta * (g * w).sum(new long[] { 0 });
+    }
+
+    /// <summary>
+    /// DeepLift averaged over the baselines: the batch is repeated once per baseline so several baselines share one
+    /// layer walk (up to about 4,096 rows a walk).
+    /// </summary>
+    private Tensor DeepLift(Tensor x, Tensor t)
+    {
+        long n = x.shape[0];
+        int perWalk = (int)Math.Clamp(4096 / Math.Max(1, n), 1, _baselines.Length);
+        Tensor? sum = null;
+        for (int start = 0; start < _baselines.Length; start += perWalk)
+        {
+            int count = Math.Min(perWalk, _baselines.Length - start);
+            var rows = _baselines.Skip(start).Take(count).SelectMany(r => r).ToArray();
+            // Baseline g for every row of the batch: [count, 1, D] → [count·n, D], aligned with x repeated count times.
+            var b = tensor(rows, new long[] { count, 1, FeatureSize }, device: _device).expand(count, n, FeatureSize).reshape(count * n, FeatureSize);
+            var xs = x.repeat(count, 1);
+            var a = ((xs - b) * Walk(xs, t.repeat(count), Rule.DeepLift, b).InputGradient).view(count, n, FeatureSize).sum(new long[] { 0 });
+            sum = sum is null ? a : sum + a;
+        }
+        using var total = ((double)_baselines.Length).ToScalar();
+        return sum!.div(total);
     }
 
     private Tensor MeanOverBaselines(Tensor x, Func<Tensor, Tensor> attribution)
