@@ -8,7 +8,7 @@ SampleCommand[] commands =
     new("quickstart", "Train an MLP on Fashion-MNIST, evaluate it, save it, reload it in a fresh MLContext and predict.",
         ["output"], Quickstart.Run),
     new("domino", "Domino slice discovery: 60 planted-slice settings on Fashion-MNIST embeddings against three baselines, then the slices of an MLP's errors.",
-        ["output"], DominoSample.Run),
+        ["output", "encoder", "predictions"], DominoSample.Run),
     new("monarch", "Fashion-MNIST MLP: dense vs Monarch vs dense-to-sparse vs reverse-sparsified (accuracy, parameters, time, throughput).",
         ["output", "rows"], MonarchSample.Run),
     new("s4d", "S4D sequence classifiers vs stock ML.NET trainers on sequential Fashion-MNIST and five UCR series sets; writes metrics.json.",
