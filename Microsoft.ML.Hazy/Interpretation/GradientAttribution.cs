@@ -190,12 +190,12 @@ public sealed class GradientAttribution : IAttributionMethod
 
     /// <summary>
     /// DeepLift averaged over the baselines: the batch is repeated once per baseline so several baselines share one
-    /// layer walk (up to about 4,096 rows a walk).
+    /// layer walk (up to about 512 rows a walk, which measured fastest on the CNN).
     /// </summary>
     private Tensor DeepLift(Tensor x, Tensor t)
     {
         long n = x.shape[0];
-        int perWalk = (int)Math.Clamp(4096 / Math.Max(1, n), 1, _baselines.Length);
+        int perWalk = (int)Math.Clamp(512 / Math.Max(1, n), 1, _baselines.Length);
         Tensor? sum = null;
         for (int start = 0; start < _baselines.Length; start += perWalk)
         {
