@@ -155,8 +155,14 @@ public sealed class AttributionTransformer : ITransformer
             getFeatures(ref buffer);
             if (buffer.Length != size)
                 throw new ArgumentException($"Column '{_columns.Feature}' has {buffer.Length} values in row {cursor.Position}; expected {size}.", nameof(input));
+            int slot = 0;
             foreach (var v in buffer.DenseValues())
+            {
+                if (!float.IsFinite(v))
+                    throw new ArgumentException($"Column '{_columns.Feature}' has the value {v} in row {cursor.Position}, slot {slot}; attribution needs finite features.", nameof(input));
                 features.Add(v);
+                slot++;
+            }
             if (getKey is null)
             {
                 targets.Add(OutputCount == 1 ? 0 : _columns.TargetClass);

@@ -122,6 +122,12 @@ public sealed class AttributionTransformerTests
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => fixedOutOfRange.Fit(_data))!;
         Assert.That(e.Message, Does.Contain("3").And.Contain("3 output"));
 
+        var rows = Blobs.Make(10, 4);
+        rows[3].Features[5] = float.NaN;
+        var withNaN = Blobs.Keyed(_ml, rows);
+        var nan = Assert.Throws<ArgumentException>(() => _ml.Hazy().Interpretation.Attribution(_model, GradientMethod.Gradient).Fit(_data).Compute(withNaN))!;
+        Assert.That(nan.Message, Does.Contain("'Features'").And.Contain("row 3").And.Contain("slot 5"));
+
         var wrongSize = _ml.Transforms.Concatenate("Features", "Features", "Features").Fit(_data).Transform(_data);
         var fitted = _ml.Hazy().Interpretation.Attribution(_model, GradientMethod.Gradient).Fit(_data);
         var s = Assert.Throws<ArgumentOutOfRangeException>(() => fitted.Transform(wrongSize))!;
