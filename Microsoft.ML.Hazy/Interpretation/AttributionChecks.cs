@@ -17,7 +17,7 @@ internal static class AttributionChecks
         for (int i = 0; i < count; i++)
         {
             if ((uint)targets[i] >= (uint)outputCount)
-                throw new ArgumentOutOfRangeException(name, targets[i], $"'{name}'[{i}] is {targets[i]}; expected 0 to {outputCount - 1} (the model has {outputCount} output(s)).");
+                throw new ArgumentOutOfRangeException(name, targets[i], $"Target class {targets[i]} of row {i} ('{name}'[{i}]) is out of range; expected 0 to {outputCount - 1} (the model has {outputCount} output(s)).");
         }
     }
 

@@ -97,16 +97,8 @@ public sealed class GradientAttribution : IAttributionMethod
     /// <inheritdoc/>
     public float[] Attribute(ReadOnlySpan<float> features, int count, ReadOnlySpan<int> targets)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(count);
-        if (features.Length != count * FeatureSize)
-            throw new ArgumentException($"Expected {count} rows of {FeatureSize} features ({count * FeatureSize} values); found {features.Length} values.", nameof(features));
-        if (targets.Length != count)
-            throw new ArgumentException($"Expected one target per row ({count}); found {targets.Length}.", nameof(targets));
-        for (int i = 0; i < count; i++)
-        {
-            if (targets[i] < 0 || targets[i] >= OutputCount)
-                throw new ArgumentOutOfRangeException(nameof(targets), targets[i], $"Target class {targets[i]} of row {i} is outside the model's {OutputCount} output(s) [0, {OutputCount - 1}].");
-        }
+        AttributionChecks.Rows(features.Length, count, FeatureSize, nameof(features));
+        AttributionChecks.Targets(targets, count, OutputCount, nameof(targets));
         var result = new float[count * FeatureSize];
         int batch = Math.Max(1, _options.BatchSize);
         for (int start = 0; start < count; start += batch)

@@ -174,15 +174,10 @@ namespace Microsoft.ML.Hazy
         {
             var sum = new double[size];
             long rows = 0;
-            using var cursor = data.GetRowCursor(new[] { column });
-            var getter = cursor.GetGetter<VBuffer<float>>(column);
-            var buffer = default(VBuffer<float>);
-            while (cursor.MoveNext())
+            foreach (var row in Rows(data, column))
             {
-                getter(ref buffer);
-                int i = 0;
-                foreach (var v in buffer.DenseValues())
-                    sum[i++] += v;
+                for (int j = 0; j < size; j++)
+                    sum[j] += row[j];
                 rows++;
             }
             if (rows == 0)
@@ -195,25 +190,30 @@ namespace Microsoft.ML.Hazy
             var rand = new Random(seed);
             var sample = new List<float[]>();
             long seen = 0;
+            foreach (var row in Rows(data, column))
+            {
+                seen++;
+                if (sample.Count < count)
+                    sample.Add(row);
+                else if (rand.NextInt64(seen) is var slot && slot < count)
+                    sample[(int)slot] = row;
+            }
+            if (sample.Count == 0)
+                throw new ArgumentException($"The data given to Fit has no rows; DeepLiftShap draws its baselines from column '{column.Name}'.", nameof(data));
+            return sample.ToArray();
+        }
+
+        /// <summary>The dense values of each row of a vector column.</summary>
+        private static IEnumerable<float[]> Rows(IDataView data, DataViewSchema.Column column)
+        {
             using var cursor = data.GetRowCursor(new[] { column });
             var getter = cursor.GetGetter<VBuffer<float>>(column);
             var buffer = default(VBuffer<float>);
             while (cursor.MoveNext())
             {
-                seen++;
-                int slot = sample.Count < count ? sample.Count : (int)rand.NextInt64(seen);
-                if (slot >= count)
-                    continue;
                 getter(ref buffer);
-                var row = buffer.DenseValues().ToArray();
-                if (slot == sample.Count)
-                    sample.Add(row);
-                else
-                    sample[slot] = row;
+                yield return buffer.DenseValues().ToArray();
             }
-            if (sample.Count == 0)
-                throw new ArgumentException($"The data given to Fit has no rows; DeepLiftShap draws its baselines from column '{column.Name}'.", nameof(data));
-            return sample.ToArray();
         }
     }
 }

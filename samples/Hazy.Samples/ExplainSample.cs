@@ -184,22 +184,9 @@ internal static class ExplainSample
         public float[] Features { get; set; } = [];
     }
 
-    private static double SpearmanAcross(double[] a, double[] b)
-    {
-        static double[] Ranks(double[] v)
-        {
-            var order = Enumerable.Range(0, v.Length).OrderBy(i => v[i]).ToArray();
-            var ranks = new double[v.Length];
-            for (int r = 0; r < order.Length; r++)
-                ranks[order[r]] = r;
-            return ranks;
-        }
-        var ra = Ranks(a);
-        var rb = Ranks(b);
-        double ma = ra.Average(), mb = rb.Average();
-        double cov = ra.Zip(rb, (p, q) => (p - ma) * (q - mb)).Sum();
-        return cov / Math.Sqrt(ra.Sum(p => (p - ma) * (p - ma)) * rb.Sum(q => (q - mb) * (q - mb)));
-    }
+    /// <summary>Spearman ρ between two per-method columns of the results.</summary>
+    private static double SpearmanAcross(double[] a, double[] b) =>
+        MapSimilarity.Spearman(a.Select(v => (float)v).ToArray(), b.Select(v => (float)v).ToArray());
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }
