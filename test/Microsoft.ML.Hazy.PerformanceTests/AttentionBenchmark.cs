@@ -27,8 +27,14 @@ internal static class AttentionBenchmark
     {
         string? jsonPath = args.String("json");
         int maxLength = args.Int("max-length", 16384, min: 512);
-        int sparseLength = args.Int("sparse-length", Math.Min(4096, maxLength), min: 512);
+        int minLength = args.Int("min-length", 512, min: 512);
+        int[] headDims = args.Ints("head-dims", HeadDims, min: 1);
+        // --sparse-length 0 leaves the block-sparse table out.
+        int sparseLength = args.Int("sparse-length", Math.Min(4096, maxLength), min: 0);
+        if (sparseLength is > 0 and < 512)
+            throw new UsageException($"Option --sparse-length must be 0 (no block-sparse table) or at least 512; got {sparseLength}.");
         args.EnsureAllUsed();
+        var lengths = Lengths.Where(x => x >= minLength && x <= maxLength).ToArray();
 
         var total = Stopwatch.StartNew();
         var machine = Harness.Machine();
@@ -46,9 +52,9 @@ internal static class AttentionBenchmark
         RunLength(new List<Row>(), new List<string>(), 64, 512, quiet: true);
 
         var rows = new List<Row>();
-        foreach (int d in HeadDims)
+        foreach (int d in headDims)
         {
-            foreach (int l in Lengths.Where(x => x <= maxLength))
+            foreach (int l in lengths)
             {
                 RunLength(rows, notes, d, l);
                 Console.Out.Flush();
@@ -56,7 +62,7 @@ internal static class AttentionBenchmark
             PrintTables(rows.Where(r => r.D == d).ToList(), d, ceiling);
         }
 
-        var sparse = BlockSparse(sparseLength);
+        var sparse = sparseLength > 0 ? BlockSparse(sparseLength) : [];
 
         Harness.WarnIfNoisy(Console.Out, rows.Select(r => r.M).Concat(sparse.Select(s => s.M)));
         Console.WriteLine($"Total {total.Elapsed.TotalSeconds:F0} s.");
@@ -67,7 +73,7 @@ internal static class AttentionBenchmark
             {
                 Benchmark = "attention",
                 Machine = machine,
-                Parameters = { ["batchTimesHeads"] = Heads, ["headDims"] = HeadDims, ["lengths"] = Lengths.Where(x => x <= maxLength).ToArray(), ["sparseLength"] = sparseLength, ["simd"] = FlashAttentionKernel.BestSimdLevel.ToString() },
+                Parameters = { ["batchTimesHeads"] = Heads, ["headDims"] = headDims, ["lengths"] = lengths, ["sparseLength"] = sparseLength, ["simd"] = FlashAttentionKernel.BestSimdLevel.ToString() },
                 Baseline = "sdpa",
                 Results = rows.Select(r => Harness.Entry(r.M, null, new Dictionary<string, object?>
                 {

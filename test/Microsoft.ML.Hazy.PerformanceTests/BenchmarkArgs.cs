@@ -49,6 +49,22 @@ internal sealed class BenchmarkArgs
         return value;
     }
 
+    /// <summary>A comma-separated list of integers, each at least <paramref name="min"/>.</summary>
+    public int[] Ints(string name, int[] defaultValue, int min = 1)
+    {
+        var text = String(name);
+        if (text is null)
+            return defaultValue;
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var values = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out values[i]) || values[i] < min)
+                throw new UsageException($"Option --{name} must be a comma-separated list of integers of at least {min}; got '{text}'.");
+        if (values.Length == 0)
+            throw new UsageException($"Option --{name} needs at least one value.");
+        return values;
+    }
+
     public void EnsureAllUsed()
     {
         var unknown = _values.Keys.Where(k => !_used.Contains(k)).ToArray();

@@ -8,7 +8,7 @@ var commands = new (string Name, string Options, string Description, Func<Benchm
 {
     ("scoring", "[--json FILE] [--rows N]", ScoringBenchmark.Description, ScoringBenchmark.Run),
     ("domino", "[--json FILE]", DominoBenchmark.Description, DominoBenchmark.Run),
-    ("attention", "[--json FILE] [--max-length N] [--sparse-length N]", AttentionBenchmark.Description, AttentionBenchmark.Run),
+    ("attention", "[--json FILE] [--min-length N] [--max-length N] [--head-dims 64,128] [--sparse-length N (0: none)]", AttentionBenchmark.Description, AttentionBenchmark.Run),
     ("monarch", "[--json FILE] [--repetitions N]", MonarchBenchmark.Description, MonarchBenchmark.Run),
     ("explain", "[--json FILE] [--repetitions N] [--threads N]", ExplainBenchmark.Description, ExplainBenchmark.Run),
     ("s4d", "[--json FILE] [--parts blocks,memory,onnx,scoring] [--max-length N] [--threads N]", S4DBenchmark.Description, S4DBenchmark.Run),

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.InteropServices;
 
 namespace Microsoft.ML.Hazy.Sequence.Attention;
@@ -119,7 +120,15 @@ public static unsafe class FlashAttentionKernel
             KeepScale = (float)(1 / (1 - p));
             Seed = options.DropoutSeed;
             KeyCacheBytes = options.KeyCacheBytes;
+            Fused = Isa == SimdLevel.Avx512;
+            KeyLd = Fused ? RoundUp(Bc, ForwardTile512.Keys) : Bc;
         }
+
+        /// <summary>Whether the forward runs the fused AVX-512 step (<see cref="ForwardTile512"/>).</summary>
+        public bool Fused { get; }
+
+        /// <summary>Leading dimension of a packed τKᵀ tile in the forward: the fused step reads whole 64-key strips.</summary>
+        public int KeyLd { get; }
 
         public long KeyCacheBytes { get; }
 
@@ -180,8 +189,12 @@ public static unsafe class FlashAttentionKernel
             int br = plan.Br, bc = plan.Bc, dp = plan.Dp;
             Qs = Alloc(br * dp);
             S = Alloc(br * bc);
-            Kt = Alloc(dp * bc);
+            Kt = Alloc(dp * plan.KeyLd);
             Vb = Alloc(bc * dp);
+            P = Alloc(4 * ForwardTile512.Keys);
+            Lv = Alloc(br * 16);
+            Alpha = Alloc(16);
+            Visible = (int*)Alloc(4);
             Acc = Alloc(br * dp);
             M = Alloc(br);
             Lsum = Alloc(br);
@@ -198,7 +211,8 @@ public static unsafe class FlashAttentionKernel
             }
         }
 
-        public float* Qs, S, Kt, Vb, Acc, M, Lsum, Z, Ks, Vt, Dob, Dpb, Pd, DkAcc, DvAcc;
+        public float* Qs, S, Kt, Vb, Acc, M, Lsum, Z, Ks, Vt, Dob, Dpb, Pd, DkAcc, DvAcc, P, Lv, Alpha;
+        public int* Visible;
 
         private float* _keyCache;
         private bool[]? _packed;
@@ -209,7 +223,7 @@ public static unsafe class FlashAttentionKernel
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public float* KeyTile(Plan plan, int bh, int j, float* keys, int nc)
         {
-            long tileFloats = (long)plan.D * plan.Bc;
+            long tileFloats = (long)plan.D * plan.KeyLd;
             if (_packed is null)
             {
                 bool fits = tileFloats * plan.Tc * sizeof(float) <= plan.KeyCacheBytes;
@@ -225,7 +239,7 @@ public static unsafe class FlashAttentionKernel
             float* tile = _keyCache + slot * tileFloats;
             if (_packed.Length == 1 || !_packed[slot])
             {
-                PackTransposed(keys, nc, plan.D, plan.Bc, plan.Scale, tile);
+                PackTransposed(keys, nc, plan.D, plan.KeyLd, plan.Scale, tile);
                 _packed[slot] = _packed.Length > 1;
             }
             return tile;
@@ -272,6 +286,11 @@ public static unsafe class FlashAttentionKernel
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardBlock(Plan plan, Workspace ws, int bh, int i, float* q, float* k, float* v, float* o, float* lse)
     {
+        if (plan.Fused)
+        {
+            ForwardBlockFused(plan, ws, bh, i, q, k, v, o, lse);
+            return;
+        }
         var shape = plan.Shape;
         int b = bh / shape.Heads, d = plan.D, dp = plan.Dp, bc = plan.Bc;
         int r0 = i * plan.Br, nr = Math.Min(plan.Br, shape.QueryLength - r0), nr4 = RoundUp(nr, 4);
@@ -291,7 +310,7 @@ public static unsafe class FlashAttentionKernel
             int j0 = j * bc, nc = Math.Min(bc, shape.KeyLength - j0), nc16 = RoundUp(nc, 16);
             float* kt = ws.KeyTile(plan, bh, j, kh + (long)j0 * d, nc);
             float* vt = RowTile(vh + (long)j0 * d, nc, nc, d, dp, ws.Vb, out int ldv);
-            TileMath.Gemm(isa, qt, ldq, kt, bc, ws.S, bc, nr4, nc16, d, accumulate: false);
+            TileMath.Gemm(isa, qt, ldq, kt, plan.KeyLd, ws.S, bc, nr4, nc16, d, accumulate: false);
             for (int r = 0; r < nr; r++)
             {
                 int row = r0 + r;
@@ -321,6 +340,71 @@ public static unsafe class FlashAttentionKernel
         for (int r = 0; r < nr; r++)
         {
             float l = ws.Lsum[r];
+            float inv = l > 0 ? 1f / l : 0f;
+            float* acc = ws.Acc + r * dp;
+            float* orow = oh + (long)r * d;
+            for (int c = 0; c < d; c++)
+                orow[c] = acc[c] * inv;
+            lh[r] = l > 0 ? ws.M[r] + MathF.Log(l) : float.NegativeInfinity;
+        }
+    }
+
+    // The same query block through the fused AVX-512 step: for each 64-key strip of each active key block, four rows at
+    // a time go through scores, online softmax and P·V without leaving L1 (see ForwardTile512). The strip's τKᵀ and V
+    // (2 · 64 · d floats: 32 KiB at d = 64) stay in L1 while the block's Br / 4 quads stream through them.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ForwardBlockFused(Plan plan, Workspace ws, int bh, int i, float* q, float* k, float* v, float* o, float* lse)
+    {
+        var shape = plan.Shape;
+        const int strip = ForwardTile512.Keys;
+        int b = bh / shape.Heads, d = plan.D, dp = plan.Dp, bc = plan.Bc;
+        int r0 = i * plan.Br, nr = Math.Min(plan.Br, shape.QueryLength - r0), nr4 = RoundUp(nr, 4);
+        float* qt = RowTile(q + ((long)bh * shape.QueryLength + r0) * d, nr, nr4, d, dp, ws.Qs, out int ldq);
+        new Span<float>(ws.Acc, nr4 * dp).Clear();
+        new Span<float>(ws.Lv, nr4 * 16).Clear();
+        new Span<float>(ws.M, nr4).Fill(float.NegativeInfinity);
+        float* kh = k + (long)bh * shape.KeyLength * d, vh = v + (long)bh * shape.KeyLength * d;
+        int* visible = ws.Visible;
+        for (int j = 0; j < plan.Tc; j++)
+        {
+            if (!plan.Active(b, i, j))
+                continue;
+            int j0 = j * bc, nc = Math.Min(bc, shape.KeyLength - j0);
+            float* kt = ws.KeyTile(plan, bh, j, kh + (long)j0 * d, nc);
+            float* vt = RowTile(vh + (long)j0 * d, nc, nc, d, dp, ws.Vb, out int ldv);
+            for (int s0 = 0; s0 < nc; s0 += strip)
+            {
+                int keys = Math.Min(strip, nc - s0);
+                // Without causal or padding masks every row sees the whole strip.
+                bool open = !plan.Causal && plan.KeyLengths is null;
+                visible[0] = visible[1] = visible[2] = visible[3] = keys;
+                for (int r = 0; r < nr4; r += 4)
+                {
+                    if (!open)
+                    {
+                        int seen = 0;
+                        for (int x = 0; x < 4; x++)
+                        {
+                            // Rows past the block's end are zero padding: they see every key and are never written out.
+                            visible[x] = r + x < nr ? plan.VisibleColumns(b, r0 + r + x, j0 + s0, keys) : keys;
+                            seen |= visible[x];
+                        }
+                        if (seen == 0)
+                            continue;
+                    }
+                    ForwardTile512.Scores(qt + r * ldq, ldq, d, kt + s0, plan.KeyLd, visible, ws.M + r, ws.Lv + r * 16, ws.P, ws.Alpha);
+                    if (plan.Dropout)
+                        for (int x = 0; x < 4 && r + x < nr; x++)
+                            ApplyDropout(plan, ws.P + x * strip, visible[x], bh, r0 + r + x, j0 + s0);
+                    ForwardTile512.Accumulate(ws.P, keys, vt + (long)s0 * ldv, ldv, ws.Acc + r * dp, dp, dp, ws.Alpha);
+                }
+            }
+        }
+        float* oh = o + ((long)bh * shape.QueryLength + r0) * d;
+        float* lh = lse + (long)bh * shape.QueryLength + r0;
+        for (int r = 0; r < nr; r++)
+        {
+            float l = Vector512.Sum(Vector512.Load(ws.Lv + r * 16));
             float inv = l > 0 ? 1f / l : 0f;
             float* acc = ws.Acc + r * dp;
             float* orow = oh + (long)r * d;

@@ -24,7 +24,9 @@ public sealed class FlashAttentionOptions
     /// to 128, one work item holds the query tile, the output accumulator, one K and one V tile and the score tile:
     /// 4 · 64 · 128 · 4 B + 64 · 64 · 4 B ≈ 144 KiB, well inside a 1-2 MiB L2, while the 64-key rows the
     /// micro-kernel streams (256 B per K/V row, 16-32 KiB per tile) stay in the 32-48 KiB L1. Larger tiles gain
-    /// little (the micro-kernel is already FMA-bound) and waste more work on causal diagonals and sparse masks.
+    /// little (the micro-kernel is already FMA-bound) and waste more work on causal diagonals and sparse masks. With
+    /// AVX-512 the forward goes through each key tile in strips of 64 keys, four query rows at a time, keeping scores,
+    /// probabilities and the rows' accumulators in registers and L1 (any tile size works; 64 matches one strip).
     /// </summary>
     public const int DefaultBlockSize = 64;
 

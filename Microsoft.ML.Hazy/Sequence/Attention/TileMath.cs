@@ -204,7 +204,7 @@ internal static unsafe class TileMath
             var acc = Vector512<float>.Zero;
             for (; i + 16 <= n; i += 16)
             {
-                var e = Vector512.Exp(Vector512.Load(x + i) - sh);
+                var e = Exp(Vector512.Load(x + i) - sh);
                 e.Store(x + i);
                 acc += e;
             }
@@ -216,7 +216,7 @@ internal static unsafe class TileMath
             var acc = Vector256<float>.Zero;
             for (; i + 8 <= n; i += 8)
             {
-                var e = Vector256.Exp(Vector256.Load(x + i) - sh);
+                var e = Exp(Vector256.Load(x + i) - sh);
                 e.Store(x + i);
                 acc += e;
             }
@@ -230,6 +230,58 @@ internal static unsafe class TileMath
         }
         return sum;
     }
+
+    // exp in float, within 1 ulp of the float-rounded exact value on the softmax range (x ≤ 0): n = round(x·log₂e),
+    // r = x − n·ln 2 in two parts (Cody–Waite, |r| ≤ ln 2 / 2), exp r by its degree-7 Taylor polynomial (truncation
+    // below 2⁻²⁵), times 2ⁿ. Inputs are clamped to [−104, 88.8]: below, the result is 0; above, +∞. About 13
+    // instructions per vector, where the BCL's Vector512.Exp widens to double (about 3× slower here).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x)
+    {
+        x = Vector512.Min(Vector512.Max(x, Vector512.Create(-104f)), Vector512.Create(88.8f));
+        var n = Avx512F.RoundScale(x * Vector512.Create(Log2E), 0x08);
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), x);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(C7), r, Vector512.Create(C6));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C5));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C4));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C3));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(0.5f));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
+        return Avx512F.Scale(p, n);
+    }
+
+    /// <summary>The AVX2 form of <see cref="Exp(Vector512{float})"/>: 2ⁿ built in the exponent bits (two factors, so that
+    /// e^88.5 does not overflow); below −87.3 the result is 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x)
+    {
+        var under = Vector256.LessThan(x, Vector256.Create(-87.3f));
+        x = Vector256.Min(Vector256.Max(x, Vector256.Create(-87.3f)), Vector256.Create(88.8f));
+        var n = Avx.RoundToNearestInteger(x * Vector256.Create(Log2E));
+        var r = Fma.MultiplyAdd(n, Vector256.Create(-Ln2Hi), x);
+        r = Fma.MultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
+        var p = Fma.MultiplyAdd(Vector256.Create(C7), r, Vector256.Create(C6));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(C5));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(C4));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(C3));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(0.5f));
+        p = Fma.MultiplyAdd(p, r, Vector256<float>.One);
+        p = Fma.MultiplyAdd(p, r, Vector256<float>.One);
+        // 2ⁿ as 2^⌊n/2⌋ · 2^(n − ⌊n/2⌋), each factor a normal float over the whole clamped range (n from −126 to 128).
+        var ni = Vector256.ConvertToInt32(n);
+        var half = Vector256.ShiftRightArithmetic(ni, 1);
+        var bias = Vector256.Create(127);
+        var s1 = Vector256.ShiftLeft(half + bias, 23).AsSingle();
+        var s2 = Vector256.ShiftLeft(ni - half + bias, 23).AsSingle();
+        return Vector256.AndNot(p * s1 * s2, under);
+    }
+
+    private const float Log2E = 1.44269504088896341f;
+    private const float Ln2Hi = 0.693145751953125f; // ln 2 to 16 significant bits, so n·Ln2Hi is exact
+    private const float Ln2Lo = 1.4286068202862268e-6f;
+    private const float C3 = 1f / 6, C4 = 1f / 24, C5 = 1f / 120, C6 = 1f / 720, C7 = 1f / 5040;
 
     /// <summary>x ← a · x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -186,6 +186,21 @@ public sealed class FlashAttentionKernelTests
         CheckAgainstReference(shape, new FlashAttentionOptions { Causal = true, MaxSimdLevel = level }, seed: 29);
     }
 
+    // The AVX-512 forward works in 64-key strips: tiles narrower or wider than a strip, or ending mid-strip, with
+    // key padding and causal cuts inside a strip, must match the float64 reference like the default tiles.
+    [TestCase(16, 16)]
+    [TestCase(32, 48)]
+    [TestCase(48, 96)]
+    [TestCase(256, 256)]
+    public void TileSizesAcrossTheKeyStripMatchTheReference(int queryBlock, int keyBlock)
+    {
+        var shape = new AttentionShape(2, 2, 131, 203, 40);
+        CheckAgainstReference(shape, new FlashAttentionOptions
+        {
+            Causal = true, KeyLengths = [203, 77], QueryBlockSize = queryBlock, KeyBlockSize = keyBlock,
+        }, seed: 31);
+    }
+
     [Test]
     public void GradientsMatchFloat64FiniteDifferences()
     {
