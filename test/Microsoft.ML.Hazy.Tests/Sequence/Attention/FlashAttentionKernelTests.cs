@@ -186,19 +186,46 @@ public sealed class FlashAttentionKernelTests
         CheckAgainstReference(shape, new FlashAttentionOptions { Causal = true, MaxSimdLevel = level }, seed: 29);
     }
 
-    // The AVX-512 forward works in 64-key strips: tiles narrower or wider than a strip, or ending mid-strip, with
-    // key padding and causal cuts inside a strip, must match the float64 reference like the default tiles.
-    [TestCase(16, 16)]
-    [TestCase(32, 48)]
-    [TestCase(48, 96)]
-    [TestCase(256, 256)]
-    public void TileSizesAcrossTheKeyStripMatchTheReference(int queryBlock, int keyBlock)
+    private static IEnumerable<TestCaseData> TileCases() =>
+        from level in Levels
+        from tiles in new[] { (16, 16), (32, 48), (48, 96), (256, 256) }
+        select new TestCaseData(level, tiles.Item1, tiles.Item2);
+
+    // The fused forward works in strips of 64 keys (AVX-512) or 32 (AVX2): tiles narrower or wider than a strip, or
+    // ending mid-strip, with key padding and causal cuts inside a strip, must match the float64 reference like the
+    // default tiles, as must the general path (scalar).
+    [TestCaseSource(nameof(TileCases))]
+    public void TileSizesAcrossTheKeyStripMatchTheReference(SimdLevel level, int queryBlock, int keyBlock)
     {
         var shape = new AttentionShape(2, 2, 131, 203, 40);
         CheckAgainstReference(shape, new FlashAttentionOptions
         {
-            Causal = true, KeyLengths = [203, 77], QueryBlockSize = queryBlock, KeyBlockSize = keyBlock,
+            Causal = true, KeyLengths = [203, 77], QueryBlockSize = queryBlock, KeyBlockSize = keyBlock, MaxSimdLevel = level,
         }, seed: 31);
+    }
+
+    // Dropout in the fused step multiplies the probabilities after the row statistics, as the general path does: same
+    // mask, same output up to rounding.
+    [Test]
+    public void FusedAndGeneralForwardAgreeWithDropoutAndMasks()
+    {
+        var shape = new AttentionShape(2, 3, 150, 170, 48);
+        var (q, k, v, _) = Inputs(shape, new Random(37));
+        var options = new FlashAttentionOptions { Causal = true, KeyLengths = [170, 90], DropoutProbability = 0.3, DropoutSeed = 5 };
+        var fused = Flash(shape, q, k, v, null, options);
+        try
+        {
+            FlashAttentionKernel.UseFusedForward = false;
+            var general = Flash(shape, q, k, v, null, options);
+            for (int i = 0; i < fused.O.Length; i++)
+                Assert.That(fused.O[i], Is.EqualTo(general.O[i]).Within(2e-5f), $"O[{i}]");
+            for (int i = 0; i < fused.Lse.Length; i++)
+                Assert.That(fused.Lse[i], Is.EqualTo(general.Lse[i]).Within(2e-5f), $"LSE[{i}]");
+        }
+        finally
+        {
+            FlashAttentionKernel.UseFusedForward = true;
+        }
     }
 
     [Test]
