@@ -475,8 +475,7 @@ public static unsafe class FlashAttentionKernel
                     for (int c = 0; c < chunks; c++)
                     {
                         float* src = (float*)pp + c * n;
-                        for (long x = start; x < end; x++)
-                            ((float*)pdq)[x] += src[x];
+                        TileMath.AddTo(plan.Isa, (float*)pdq + start, src + start, checked((int)(end - start)));
                     }
                 });
             }
@@ -540,11 +539,7 @@ public static unsafe class FlashAttentionKernel
             TileMath.GemmTransposedA(isa, ws.Dpb, bc, qt, ldq, ws.DkAcc, dp, nc4, dp, nr4, accumulate: true);
             TileMath.Gemm(isa, ws.Dpb, bc, ws.Ks, dp, ws.Acc, dp, nr4, dp, nc, accumulate: false);
             for (int r = 0; r < nr; r++)
-            {
-                float* src = ws.Acc + r * dp, dst = dq + (rowBase + r) * d;
-                for (int c = 0; c < d; c++)
-                    dst[c] += src[c];
-            }
+                TileMath.AddTo(isa, dq + (rowBase + r) * d, ws.Acc + r * dp, d);
         }
         if (!any)
             return;

@@ -283,6 +283,25 @@ internal static unsafe class TileMath
     private const float Ln2Lo = 1.4286068202862268e-6f;
     private const float C3 = 1f / 6, C4 = 1f / 24, C5 = 1f / 120, C6 = 1f / 720, C7 = 1f / 5040;
 
+    /// <summary>y ← y + x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddTo(SimdLevel isa, float* y, float* x, int n)
+    {
+        int i = 0;
+        if (isa == SimdLevel.Avx512)
+        {
+            for (; i + 16 <= n; i += 16)
+                (Vector512.Load(y + i) + Vector512.Load(x + i)).Store(y + i);
+        }
+        else if (isa == SimdLevel.Avx2)
+        {
+            for (; i + 8 <= n; i += 8)
+                (Vector256.Load(y + i) + Vector256.Load(x + i)).Store(y + i);
+        }
+        for (; i < n; i++)
+            y[i] += x[i];
+    }
+
     /// <summary>x ← a · x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(SimdLevel isa, float* x, int n, float a)
