@@ -265,7 +265,7 @@ internal static class DominoSample
         var sliced = slicer.Fit(data);
         var report = sliced.TrainingReport;
 
-        var table = new Table().Title(Invariant($"Slices of the encoder's classifier's errors on {testRows.Length:N0} test images (accuracy {report.OverallAccuracy:P1})"))
+        var table = new Table().Title(Invariant($"Slices of the 10-class classifier's errors on {testRows.Length:N0} test images (accuracy {report.OverallAccuracy:P1})"))
             .AddColumn("Slice").AddColumn(new TableColumn("Size").RightAligned()).AddColumn(new TableColumn("Acc. in").RightAligned())
             .AddColumn(new TableColumn("Acc. out").RightAligned()).AddColumn("Label").AddColumn("Predicted").AddColumn("Top phrases");
 

@@ -72,6 +72,11 @@ internal static unsafe class ForwardTile512
     private static void Softmax(int* visible, float* m, float* lv, float* p, float* alpha)
     {
         bool masked = (visible[0] & visible[1] & visible[2] & visible[3]) != Keys;
+        if (!masked)
+        {
+            SoftmaxOpen(m, lv, p, alpha);
+            return;
+        }
         // New maxima first, so the four rescaling factors take one vector exponential.
         var diff = Vector128<float>.Zero;
         for (int r = 0; r < 4; r++)
@@ -99,6 +104,55 @@ internal static unsafe class ForwardTile512
             e0.Store(row); e1.Store(row + 16); e2.Store(row + 32); e3.Store(row + 48);
             Vector512.FusedMultiplyAdd(Vector512.Load(l), Vector512.Create(alpha[r]), (e0 + e1) + (e2 + e3)).Store(l);
         }
+    }
+
+    // Every score visible (so every maximum finite): the four rows' maxima are reduced in vector registers, side by side
+    // so that their latency chains overlap, and a row's rescaling factor is computed only when its maximum moved,
+    // which after the first strips is rare.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SoftmaxOpen(float* m, float* lv, float* p, float* alpha)
+    {
+        var t0 = AllLanesMax(RowMax(p));
+        var t1 = AllLanesMax(RowMax(p + Keys));
+        var t2 = AllLanesMax(RowMax(p + 2 * Keys));
+        var t3 = AllLanesMax(RowMax(p + 3 * Keys));
+        OpenRow(p, m, lv, alpha, t0, 0);
+        OpenRow(p + Keys, m, lv, alpha, t1, 1);
+        OpenRow(p + 2 * Keys, m, lv, alpha, t2, 2);
+        OpenRow(p + 3 * Keys, m, lv, alpha, t3, 3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RowMax(float* row) =>
+        Vector512.Max(Vector512.Max(Vector512.Load(row), Vector512.Load(row + 16)), Vector512.Max(Vector512.Load(row + 32), Vector512.Load(row + 48)));
+
+    // The maximum of the 16 lanes, in every lane.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> AllLanesMax(Vector512<float> v)
+    {
+        v = Vector512.Max(v, Avx512F.Shuffle4x128(v, v, 0b01_00_11_10));
+        v = Vector512.Max(v, Avx512F.Shuffle4x128(v, v, 0b10_11_00_01));
+        v = Vector512.Max(v, Avx512F.Permute4x32(v, 0b01_00_11_10));
+        return Vector512.Max(v, Avx512F.Permute4x32(v, 0b10_11_00_01));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OpenRow(float* row, float* m, float* lv, float* alpha, Vector512<float> tileMax, int r)
+    {
+        float mOld = m[r];
+        var mNew = Vector512.Max(tileMax, Vector512.Create(mOld));
+        float mn = mNew.ToScalar();
+        // exp(m_old − m_new): 1 when the maximum stayed, 0 from m_old = −∞ (the first strip).
+        float a = mn > mOld ? TileMath.Exp(Vector512.Create(mOld - mn)).ToScalar() : 1f;
+        m[r] = mn;
+        alpha[r] = a;
+        var e0 = TileMath.Exp(Vector512.Load(row) - mNew);
+        var e1 = TileMath.Exp(Vector512.Load(row + 16) - mNew);
+        var e2 = TileMath.Exp(Vector512.Load(row + 32) - mNew);
+        var e3 = TileMath.Exp(Vector512.Load(row + 48) - mNew);
+        e0.Store(row); e1.Store(row + 16); e2.Store(row + 32); e3.Store(row + 48);
+        float* l = lv + r * 16;
+        Vector512.FusedMultiplyAdd(Vector512.Load(l), Vector512.Create(a), (e0 + e1) + (e2 + e3)).Store(l);
     }
 
     // Scores at or past the row's visible count become −∞.
