@@ -584,11 +584,12 @@ public static unsafe class FlashAttentionKernel
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackTransposed(float* src, int rows, int d, int ld, float a, float* dst)
     {
-        for (int r = 0; r < rows; r++)
+        // Output rows in order (contiguous stores); the strided reads stay within the rows × d source tile, in L1.
+        for (int c = 0; c < d; c++)
         {
-            float* s = src + (long)r * d;
-            for (int c = 0; c < d; c++)
-                dst[c * ld + r] = s[c] * a;
+            float* t = dst + (long)c * ld, s = src + c;
+            for (int r = 0; r < rows; r++)
+                t[r] = s[(long)r * d] * a;
         }
     }
 
