@@ -63,8 +63,9 @@ internal static class AttentionBenchmark
         }
 
         var sparse = sparseLength > 0 ? BlockSparse(sparseLength) : [];
+        var fusion = FusedAgainstGeneral(headDims, Math.Min(4096, maxLength));
 
-        Harness.WarnIfNoisy(Console.Out, rows.Select(r => r.M).Concat(sparse.Select(s => s.M)));
+        Harness.WarnIfNoisy(Console.Out, rows.Select(r => r.M).Concat(sparse.Select(s => s.M)).Concat(fusion.Select(f => f.M)));
         Console.WriteLine($"Total {total.Elapsed.TotalSeconds:F0} s.");
 
         if (jsonPath is not null)
@@ -81,6 +82,9 @@ internal static class AttentionBenchmark
                 })).Concat(sparse.Select(s => Harness.Entry(s.M, null, new Dictionary<string, object?>
                 {
                     ["density"] = s.Density, ["pass"] = s.Pass, ["relativeToDense"] = Math.Round(s.Relative, 4), ["target"] = Math.Round(1.5 * s.Density, 4),
+                }))).Concat(fusion.Select(f => Harness.Entry(f.M, null, new Dictionary<string, object?>
+                {
+                    ["d"] = f.D, ["length"] = f.L, ["path"] = f.Path, ["simd"] = f.Simd, ["gflops"] = Math.Round(f.Gflops, 2),
                 }))).ToList(),
                 Extra = { ["matmulCeilingGflops"] = Math.Round(ceiling, 2) },
                 Notes = notes,
@@ -252,6 +256,55 @@ internal static class AttentionBenchmark
             table.Print(Console.Out);
         }
         Console.WriteLine();
+    }
+
+    private sealed record FusionRow(int D, int L, string Path, string Simd, double Gflops, Measurement M);
+
+    // The kernel's forward on plain arrays through its fused step and through the general path (tiled GEMM, row-wise
+    // softmax) at the best instruction set; run with DOTNET_EnableAVX512=0 to measure the AVX2 step as an AVX2-only
+    // machine runs it (the JIT then has AVX2's 16 registers).
+    private static List<FusionRow> FusedAgainstGeneral(int[] headDims, int l)
+    {
+        var result = new List<FusionRow>();
+        var simd = FlashAttentionKernel.BestSimdLevel;
+        var table = new ResultTable("d", "L", "instruction set", "fused ms", "general ms", "fused GF/s", "general GF/s", "fused / general");
+        foreach (int d in headDims)
+        {
+            var shape = new AttentionShape(1, Heads, l, l, d);
+            var rng = new Random(5);
+            float[] Fill() => Enumerable.Range(0, (int)shape.QueryElements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            float[] q = Fill(), k = Fill(), v = Fill(), o = new float[shape.QueryElements], lse = new float[shape.RowCount];
+            var samples = new[] { new double[3], new double[3] };
+            try
+            {
+                for (int rep = -1; rep < 3; rep++)
+                    for (int path = 0; path < 2; path++)
+                    {
+                        FlashAttentionKernel.UseFusedForward = path == 0;
+                        long start = Stopwatch.GetTimestamp();
+                        FlashAttentionKernel.Forward(shape, q, k, v, o, lse);
+                        if (rep >= 0)
+                            samples[path][rep] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                    }
+            }
+            finally
+            {
+                FlashAttentionKernel.UseFusedForward = true;
+            }
+            double flops = 4.0 * Heads * l * (double)l * d;
+            var fused = new Measurement($"kernel fused fwd d={d} L={l}", samples[0], 1, 1);
+            var general = new Measurement($"kernel general fwd d={d} L={l}", samples[1], 1, 1);
+            result.Add(new FusionRow(d, l, "fused", simd.ToString(), flops / (fused.MedianMs * 1e6), fused));
+            result.Add(new FusionRow(d, l, "general", simd.ToString(), flops / (general.MedianMs * 1e6), general));
+            table.AddRow(d.ToString(CultureInfo.InvariantCulture), l.ToString(CultureInfo.InvariantCulture), simd.ToString(),
+                fused.MedianMs.ToString("F1", CultureInfo.InvariantCulture), general.MedianMs.ToString("F1", CultureInfo.InvariantCulture),
+                (flops / (fused.MedianMs * 1e6)).ToString("F1", CultureInfo.InvariantCulture), (flops / (general.MedianMs * 1e6)).ToString("F1", CultureInfo.InvariantCulture),
+                (general.MedianMs / fused.MedianMs).ToString("F2", CultureInfo.InvariantCulture) + "x");
+        }
+        Console.WriteLine($"Kernel forward, fused step against the general path (arrays, B·H = {Heads}; DOTNET_EnableAVX512=0 measures AVX2):");
+        table.Print(Console.Out);
+        Console.WriteLine();
+        return result;
     }
 
     private sealed record SparseRow(double Density, string Pass, double Relative, Measurement M);
