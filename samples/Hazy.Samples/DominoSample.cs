@@ -80,6 +80,8 @@ internal static class DominoSample
         };
         var ml = new MLContext(seed: 1);
         var source = FashionMnist.LoadDefault(ml);
+        if (source.IsSubset)
+            throw new InvalidOperationException($"The domino sample draws 2,500-row settings from pools of thousands of images, so it needs the full Fashion-MNIST; found only the shipped subset in {source.Directory}. Install it with `bash eng/install-test-data.sh` as root (Debian's dataset-fashion-mnist).");
         var train = ReadImages(source.Train);
         var test = ReadImages(source.Test);
         AnsiConsole.MarkupLine(Invariant($"Data: {train.Count:N0} train and {test.Count:N0} test images from [grey]{Markup.Escape(source.Directory)}[/]"));
@@ -94,8 +96,8 @@ internal static class DominoSample
         {
             // ResNet18 takes about 20 ms per image on 2 cores: embed 8,000 validation and 6,000 test images, enough for
             // every setting's 2,500-row draws.
-            valPool = valPool[..8000];
-            testPool = testPool[..6000];
+            valPool = valPool[..Math.Min(8000, valPool.Length)];
+            testPool = testPool[..Math.Min(6000, testPool.Length)];
         }
 
         // 1. The encoder, trained on the 10 classes: a Hazy CNN (conv 16 → conv 32, stride 2) whose last conv block, averaged
