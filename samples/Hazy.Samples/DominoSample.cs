@@ -19,11 +19,12 @@ namespace Hazy.Samples;
 /// <summary>
 /// Domino on Fashion-MNIST. Part 1 evaluates slice discovery methods on up to 60 settings built on real embeddings
 /// (--encoder: ImageNet ResNet18 features by default, or a Hazy MLP's or CNN's penultimate layer): rare, correlation and
-/// noisy-label slices, 20 each, with a model that errs on the slice. --predictions picks that model: trained (default; a
-/// softmax regression's own predictions, corrupted inside the slice at the setting's error rate), synthetic (Domino's
-/// synthesize_preds: Beta draws with sensitivity 0.8 outside the slice) or per-setting (a regression trained per setting
-/// on rows with the slice's property; only settings where it errs on the slice are kept). Part 2 runs Domino on the
-/// errors of the encoder's own classifier and prints its slices and descriptions. Writes <c>metrics.json</c>.
+/// noisy-label slices, 20 each, with a model that errs on the slice. --predictions picks that model: per-setting (default;
+/// as dcbench, a model, by default a small Hazy CNN, trained per setting on rows with the slice's property, and only
+/// settings where it errs on the slice kept), trained (a softmax regression's own predictions, corrupted inside the
+/// slice at the setting's error rate) or synthetic (Domino's synthesize_preds: Beta draws with sensitivity 0.8 outside
+/// the slice). Part 2 runs Domino on the errors of the encoder's own classifier and prints its slices and descriptions.
+/// Writes <c>metrics.json</c>.
 /// </summary>
 internal static class DominoSample
 {
@@ -66,11 +67,12 @@ internal static class DominoSample
         // --encoder: resnet18 (default; ImageNet ResNet18, 512 values: like the paper's CLIP image encoder it is pretrained
         // and never saw these labels), mlp (the 128-wide penultimate layer of a Hazy MLP trained on the 10 classes),
         // cnn-pool (a Hazy CNN's last conv block averaged over positions: 32 values) or cnn (that block flattened: 1,568
-        // values). --predictions: trained (default), synthetic or per-setting (see the class summary).
+        // values). --predictions: per-setting (default), trained or synthetic (see the class summary); --setting-model: the
+        // per-setting model, cnn (default) or linear.
         var encoderKind = context.Options.TryGetValue("encoder", out var e) ? e.ToLowerInvariant() : "resnet18";
         if (encoderKind is not ("mlp" or "cnn" or "cnn-pool" or "resnet18"))
             throw new ArgumentException($"--encoder must be mlp, cnn, cnn-pool or resnet18; found '{encoderKind}'.");
-        var predictionKind = context.Options.TryGetValue("predictions", out var pk) ? pk.ToLowerInvariant() : "trained";
+        var predictionKind = context.Options.TryGetValue("predictions", out var pk) ? pk.ToLowerInvariant() : "per-setting";
         var mode = predictionKind switch
         {
             "synthetic" => PredictionMode.Synthetic,
@@ -169,7 +171,10 @@ internal static class DominoSample
         var testView = new PoolView(test, testPool, testEmb, dims, testCoarse);
         var modelView = new PoolView(train, modelIdx, trainEmb, dims, modelCoarse);
         clock.Restart();
-        var settings = BuildSettings(new SettingContext(ml, valView, testView, modelView, mode), out var tried);
+        var settingModel = context.Options.TryGetValue("setting-model", out var sm) ? sm.ToLowerInvariant() : "cnn";
+        if (settingModel is not ("linear" or "cnn"))
+            throw new ArgumentException($"--setting-model must be linear or cnn; found '{settingModel}'.");
+        var settings = BuildSettings(new SettingContext(ml, valView, testView, modelView, mode, settingModel == "cnn"), out var tried);
         AnsiConsole.MarkupLine(Invariant($"Settings: {settings.Count} kept of {tried.Values.Sum()} candidates ({string.Join(", ", tried.Select(t => $"{settings.Count(x => x.Type == t.Key)} of {t.Value} {t.Key}"))}) in {clock.Elapsed.TotalSeconds:F0} s; slice error rate {settings.Average(x => x.SliceErrorRate):P1}, elsewhere {settings.Average(x => x.OtherErrorRate):P1} (test rows, mean over settings)."));
         ISliceDiscoveryMethod[] methods =
         [
@@ -230,7 +235,7 @@ internal static class DominoSample
         var (errorSlices, report) = SliceTheEncoder(ml, test, testPool, testEmb, testProbs, dims, valView, ct);
 
         var metrics = new DominoMetrics(
-            encoderKind, predictionKind, Math.Round(encoderSeconds, 1), settings.Count, tried, SettingRows, source.Directory, Math.Round(encoderAccuracy, 4), Math.Round(modelAccuracy, 4), dims,
+            encoderKind, predictionKind, mode == PredictionMode.PerSetting ? settingModel : null, Math.Round(encoderSeconds, 1), settings.Count, tried, SettingRows, source.Directory, Math.Round(encoderAccuracy, 4), Math.Round(modelAccuracy, 4), dims,
             Math.Round(settings.Average(s => s.SliceErrorRate), 4), Math.Round(settings.Average(s => s.OtherErrorRate), 4),
             summary.ToArray(), Math.Round(dominoAll - bestBaseline.MeanPrecisionAt10, 4), bestBaseline.Method,
             errorSlices, Math.Round(report.OverallAccuracy, 4), Math.Round(total.Elapsed.TotalSeconds, 1), results.ToArray());
@@ -305,15 +310,15 @@ internal static class DominoSample
         Trained,
 
         /// <summary>
-        /// As dcbench: a softmax regression trained per setting on rows drawn the way the setting draws its validation and
-        /// test rows (the fine class rare, the attribute correlated with the target, the labels noisy), so its errors on
-        /// the slice are its own.
+        /// As dcbench: a model (a small Hazy CNN, or with --setting-model linear a softmax regression) trained per setting
+        /// on rows drawn the way the setting draws its validation and test rows (the fine class rare, the attribute
+        /// correlated with the target, the labels noisy), so its errors on the slice are its own.
         /// </summary>
         PerSetting,
     }
 
     /// <summary>The pools a setting draws from: validation, test, and the rows a per-setting model trains on.</summary>
-    private sealed record SettingContext(MLContext Ml, PoolView Validation, PoolView Test, PoolView ModelPool, PredictionMode Mode);
+    private sealed record SettingContext(MLContext Ml, PoolView Validation, PoolView Test, PoolView ModelPool, PredictionMode Mode, bool CnnSettingModel);
 
     /// <summary>A drawn split: pool rows, their labels for this setting, and which rows are in the slice.</summary>
     private sealed record Draw(int[] Rows, int[] Labels, bool[] Slice);
@@ -360,7 +365,7 @@ internal static class DominoSample
         return settings;
     }
 
-    private const int MaxCandidatesPerType = 60;
+    private const int MaxCandidatesPerType = 400;
 
     private static int Collect(List<Setting> settings, Func<int, Setting> candidate)
     {
@@ -388,8 +393,11 @@ internal static class DominoSample
         if (context.Mode == PredictionMode.PerSetting)
         {
             var training = draw(context.ModelPool, ModelTrainingRows);
-            model = context.Ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy()
-                .Fit(context.Ml.Data.Cache(LabeledView(context.Ml, context.ModelPool.Images, training.Rows, training.Labels, classes)));
+            var view = context.Ml.Data.Cache(LabeledView(context.Ml, context.ModelPool.Images, training.Rows, training.Labels, classes));
+            // --setting-model cnn: a small Hazy CNN, which (unlike a linear model) can learn a shortcut such as brightness.
+            model = context.CnnSettingModel
+                ? context.Ml.MulticlassClassification.Trainers.HazyCnn(new CnnTrainer.Options { Height = 28, Width = 28, NumberOfEpochs = 5, Seed = 1 }).Fit(view)
+                : context.Ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy().Fit(view);
         }
         (SliceDiscoveryData Data, bool[] Slice, double Inside, double Outside) Split(PoolView pool)
         {
@@ -872,7 +880,7 @@ internal static class DominoSample
     private sealed record ErrorSlice(int Slice, int Size, double ExpectedSize, double Gap, double AccuracyInside, double AccuracyOutside,
         string DominantLabel, double DominantLabelShare, string DominantPrediction, double DominantPredictionShare, string[] TopPhrases, int[] TopRows);
 
-    private sealed record DominoMetrics(string Encoder, string Predictions, double EncoderSeconds, int Settings, Dictionary<string, int> CandidatesTried, int RowsPerSplit, string DataDirectory, double EncoderTestAccuracy, double SlicedModelTestAccuracy,
+    private sealed record DominoMetrics(string Encoder, string Predictions, string? SettingModel, double EncoderSeconds, int Settings, Dictionary<string, int> CandidatesTried, int RowsPerSplit, string DataDirectory, double EncoderTestAccuracy, double SlicedModelTestAccuracy,
         int EmbeddingSize, double MeanSliceErrorRate, double MeanOtherErrorRate, MethodSummary[] Summary, double DominoMinusBestBaselinePrecisionAt10,
         string BestBaseline, ErrorSlice[] EncoderErrorSlices, double EncoderAccuracyInReport, double TotalSeconds, SettingResult[] PerSetting);
 }

@@ -8,7 +8,7 @@ SampleCommand[] commands =
     new("quickstart", "Train an MLP on Fashion-MNIST, evaluate it, save it, reload it in a fresh MLContext and predict.",
         ["output"], Quickstart.Run),
     new("domino", "Domino slice discovery: 60 slice settings on Fashion-MNIST embeddings (ResNet18 by default) against three baselines, then the slices of a classifier's errors.",
-        ["output", "encoder", "predictions", "embedding-cache"], DominoSample.Run),
+        ["output", "encoder", "predictions", "embedding-cache", "setting-model"], DominoSample.Run),
     new("monarch", "Fashion-MNIST MLP: dense vs Monarch vs dense-to-sparse vs reverse-sparsified (accuracy, parameters, time, throughput).",
         ["output", "rows"], MonarchSample.Run),
     new("s4d", "S4D sequence classifiers vs stock ML.NET trainers on sequential Fashion-MNIST and five UCR series sets; writes metrics.json.",
@@ -77,8 +77,9 @@ int Usage(string? error, int exitCode)
     writer.WriteLine("            --fashion-epochs N (default 3), --threads N (libtorch intra-op threads; default one per core, 1 on a shared machine).");
     writer.WriteLine("  explain only: --images N (correctly classified test images attributed, default 500), --epochs N (CNN epochs, default 3),");
     writer.WriteLine("            --threads N (libtorch intra-op threads, default 1).");
-    writer.WriteLine("  domino only: --encoder resnet18|mlp|cnn-pool|cnn (default resnet18), --predictions trained|synthetic|per-setting");
-    writer.WriteLine("            (default trained), --embedding-cache DIR (keeps ResNet18 features between runs).");
+    writer.WriteLine("  domino only: --encoder resnet18|mlp|cnn-pool|cnn (default resnet18), --predictions per-setting|trained|synthetic");
+    writer.WriteLine("            (default per-setting), --setting-model cnn|linear (the per-setting model, default cnn),");
+    writer.WriteLine("            --embedding-cache DIR (keeps ResNet18 features between runs).");
     writer.WriteLine("  -h, --help    Show this message.");
     return exitCode;
 }
