@@ -39,7 +39,7 @@ public static unsafe class FlashAttentionKernel
     /// <summary>The widest instruction set this machine runs well (what the kernel uses unless told otherwise).</summary>
     public static SimdLevel BestSimdLevel => TileMath.Best;
 
-    /// <summary>Off: the forward takes the general path (tiled GEMM, row-wise softmax) at every instruction set; for tests and benchmarks.</summary>
+    /// <summary>Off: the forward always takes the general path (tiled GEMM, row-wise softmax); for tests and benchmarks.</summary>
     internal static bool UseFusedForward { get; set; } = true;
 
     /// <summary>Forward pass: writes O ([B, H, Lq, d]) and the log-sum-exp of each score row ([B, H, Lq]; −∞ for a fully masked row, whose O is 0).</summary>
@@ -123,14 +123,14 @@ public static unsafe class FlashAttentionKernel
             KeepScale = (float)(1 / (1 - p));
             Seed = options.DropoutSeed;
             KeyCacheBytes = options.KeyCacheBytes;
-            Fused = Isa >= SimdLevel.Avx2 && UseFusedForward;
-            KeyLd = Fused ? RoundUp(Bc, ForwardTile512.Keys) : Bc;
+            Fused = ForwardStep.Fits(Isa, Dp) && UseFusedForward;
+            KeyLd = Fused ? RoundUp(Bc, ForwardStep.Keys) : Bc;
         }
 
-        /// <summary>Whether the forward runs the fused step (<see cref="ForwardTile512"/> or <see cref="ForwardTile256"/>).</summary>
+        /// <summary>Whether the forward runs the fused step (<see cref="ForwardStep"/>).</summary>
         public bool Fused { get; }
 
-        /// <summary>Leading dimension of a packed τKᵀ tile in the forward: the fused step reads whole strips (64 or 32 keys).</summary>
+        /// <summary>Leading dimension of a packed τKᵀ tile in the forward: the fused step reads whole 64-key strips.</summary>
         public int KeyLd { get; }
 
         public long KeyCacheBytes { get; }
@@ -194,7 +194,7 @@ public static unsafe class FlashAttentionKernel
             S = Alloc(br * bc);
             Kt = Alloc(dp * plan.KeyLd);
             Vb = Alloc(bc * dp);
-            P = Alloc(4 * ForwardTile512.Keys);
+            P = Alloc(4 * ForwardStep.Keys);
             Lv = Alloc(br * 16);
             Alpha = Alloc(16);
             Visible = (int*)Alloc(4);
@@ -352,15 +352,14 @@ public static unsafe class FlashAttentionKernel
         }
     }
 
-    // The same query block through the fused step: for each strip of each active key block (64 keys with AVX-512, 32 with
-    // AVX2), four rows at a time go through scores, online softmax and P·V without leaving L1 (see ForwardTile512). The
-    // strip's τKᵀ and V (2 · 64 · d floats: 32 KiB at d = 64) stay in L1 while the block's Br / 4 quads stream through them.
+    // The same query block through the fused AVX-512 step: for each 64-key strip of each active key block, four rows at a
+    // time go through scores, online softmax and P·V without leaving L1 (see ForwardStep). The strip's τKᵀ and V
+    // (2 · 64 · d floats: 32 KiB at d = 64) stay in L1 while the block's Br / 4 quads stream through them.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardBlockFused(Plan plan, Workspace ws, int bh, int i, float* q, float* k, float* v, float* o, float* lse)
     {
         var shape = plan.Shape;
-        bool wide = plan.Isa == SimdLevel.Avx512;
-        int strip = wide ? ForwardTile512.Keys : ForwardTile256.Keys;
+        const int strip = ForwardStep.Keys;
         int b = bh / shape.Heads, d = plan.D, dp = plan.Dp, bc = plan.Bc;
         int r0 = i * plan.Br, nr = Math.Min(plan.Br, shape.QueryLength - r0), nr4 = RoundUp(nr, 4);
         float* qt = RowTile(q + ((long)bh * shape.QueryLength + r0) * d, nr, nr4, d, dp, ws.Qs, out int ldq);
@@ -396,17 +395,11 @@ public static unsafe class FlashAttentionKernel
                         if (seen == 0)
                             continue;
                     }
-                    if (wide)
-                        ForwardTile512.Scores(qt + r * ldq, ldq, d, kt + s0, plan.KeyLd, visible, ws.M + r, ws.Lv + r * 16, ws.P, ws.Alpha);
-                    else
-                        ForwardTile256.Scores(qt + r * ldq, ldq, d, kt + s0, plan.KeyLd, visible, ws.M + r, ws.Lv + r * 16, ws.P, ws.Alpha);
+                    ForwardStep.Scores(qt + r * ldq, ldq, d, kt + s0, plan.KeyLd, visible, ws.M + r, ws.Lv + r * 16, ws.P, ws.Alpha);
                     if (plan.Dropout)
                         for (int x = 0; x < 4 && r + x < nr; x++)
                             ApplyDropout(plan, ws.P + x * strip, visible[x], bh, r0 + r + x, j0 + s0);
-                    if (wide)
-                        ForwardTile512.Accumulate(ws.P, keys, vt + (long)s0 * ldv, ldv, ws.Acc + r * dp, dp, dp, ws.Alpha);
-                    else
-                        ForwardTile256.Accumulate(ws.P, keys, vt + (long)s0 * ldv, ldv, ws.Acc + r * dp, dp, dp, ws.Alpha);
+                    ForwardStep.Accumulate(ws.P, keys, vt + (long)s0 * ldv, ldv, ws.Acc + r * dp, dp, dp, ws.Alpha);
                 }
             }
         }
@@ -414,7 +407,7 @@ public static unsafe class FlashAttentionKernel
         float* lh = lse + (long)bh * shape.QueryLength + r0;
         for (int r = 0; r < nr; r++)
         {
-            float l = Vector256.Sum(Vector256.Load(ws.Lv + r * 16)) + Vector256.Sum(Vector256.Load(ws.Lv + r * 16 + 8));
+            float l = Vector512.Sum(Vector512.Load(ws.Lv + r * 16));
             float inv = l > 0 ? 1f / l : 0f;
             float* acc = ws.Acc + r * dp;
             float* orow = oh + (long)r * d;

@@ -19,7 +19,8 @@ internal static unsafe class TileMath
     public static SimdLevel Resolve(SimdLevel? requested) =>
         requested is { } r && r < Best ? r : Best;
 
-    // C (m×n) (+)= A (m×k) · B (k×n), row-major with leading dimensions; m a multiple of 4, n a multiple of 16.
+    // C (m×n) (+)= A (m×k) · B (k×n), row-major with leading dimensions; m a multiple of 4, n a multiple of 16. The
+    // fused forward step calls it for one 4-row tile at a time.
     public static void Gemm(SimdLevel isa, float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate) =>
         Gemm(isa, a, lda, 1, b, ldb, c, ldc, m, n, k, accumulate);
 
@@ -104,6 +105,8 @@ internal static unsafe class TileMath
         }
     }
 
+    // 4 × 16 register tiles (8 accumulators, 2 loads, 1 broadcast): AVX2 has 16 ymm registers, and a 4 × 32 tile's
+    // 21 live values would spill.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Gemm256(float* a, int lda, int cs, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
     {
@@ -111,32 +114,7 @@ internal static unsafe class TileMath
         {
             float* a0 = a + (long)i * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
             float* c0 = c + (long)i * ldc, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
-            int j = 0;
-            for (; j + 32 <= n; j += 32)
-            {
-                Vector256<float> x00 = L2(accumulate, c0 + j), x01 = L2(accumulate, c0 + j + 8), x02 = L2(accumulate, c0 + j + 16), x03 = L2(accumulate, c0 + j + 24);
-                Vector256<float> x10 = L2(accumulate, c1 + j), x11 = L2(accumulate, c1 + j + 8), x12 = L2(accumulate, c1 + j + 16), x13 = L2(accumulate, c1 + j + 24);
-                Vector256<float> x20 = L2(accumulate, c2 + j), x21 = L2(accumulate, c2 + j + 8), x22 = L2(accumulate, c2 + j + 16), x23 = L2(accumulate, c2 + j + 24);
-                Vector256<float> x30 = L2(accumulate, c3 + j), x31 = L2(accumulate, c3 + j + 8), x32 = L2(accumulate, c3 + j + 16), x33 = L2(accumulate, c3 + j + 24);
-                float* bp = b + j;
-                for (long p = 0, ap = 0; p < k; p++, bp += ldb, ap += cs)
-                {
-                    var b0 = Vector256.Load(bp); var b1 = Vector256.Load(bp + 8); var b2 = Vector256.Load(bp + 16); var b3 = Vector256.Load(bp + 24);
-                    var s = Vector256.Create(a0[ap]);
-                    x00 = Fma.MultiplyAdd(s, b0, x00); x01 = Fma.MultiplyAdd(s, b1, x01); x02 = Fma.MultiplyAdd(s, b2, x02); x03 = Fma.MultiplyAdd(s, b3, x03);
-                    s = Vector256.Create(a1[ap]);
-                    x10 = Fma.MultiplyAdd(s, b0, x10); x11 = Fma.MultiplyAdd(s, b1, x11); x12 = Fma.MultiplyAdd(s, b2, x12); x13 = Fma.MultiplyAdd(s, b3, x13);
-                    s = Vector256.Create(a2[ap]);
-                    x20 = Fma.MultiplyAdd(s, b0, x20); x21 = Fma.MultiplyAdd(s, b1, x21); x22 = Fma.MultiplyAdd(s, b2, x22); x23 = Fma.MultiplyAdd(s, b3, x23);
-                    s = Vector256.Create(a3[ap]);
-                    x30 = Fma.MultiplyAdd(s, b0, x30); x31 = Fma.MultiplyAdd(s, b1, x31); x32 = Fma.MultiplyAdd(s, b2, x32); x33 = Fma.MultiplyAdd(s, b3, x33);
-                }
-                x00.Store(c0 + j); x01.Store(c0 + j + 8); x02.Store(c0 + j + 16); x03.Store(c0 + j + 24);
-                x10.Store(c1 + j); x11.Store(c1 + j + 8); x12.Store(c1 + j + 16); x13.Store(c1 + j + 24);
-                x20.Store(c2 + j); x21.Store(c2 + j + 8); x22.Store(c2 + j + 16); x23.Store(c2 + j + 24);
-                x30.Store(c3 + j); x31.Store(c3 + j + 8); x32.Store(c3 + j + 16); x33.Store(c3 + j + 24);
-            }
-            for (; j < n; j += 16)
+            for (int j = 0; j < n; j += 16)
             {
                 Vector256<float> x00 = L2(accumulate, c0 + j), x01 = L2(accumulate, c0 + j + 8), x10 = L2(accumulate, c1 + j), x11 = L2(accumulate, c1 + j + 8);
                 Vector256<float> x20 = L2(accumulate, c2 + j), x21 = L2(accumulate, c2 + j + 8), x30 = L2(accumulate, c3 + j), x31 = L2(accumulate, c3 + j + 8);

@@ -191,9 +191,9 @@ public sealed class FlashAttentionKernelTests
         from tiles in new[] { (16, 16), (32, 48), (48, 96), (256, 256) }
         select new TestCaseData(level, tiles.Item1, tiles.Item2);
 
-    // The fused forward works in strips of 64 keys (AVX-512) or 32 (AVX2): tiles narrower or wider than a strip, or
-    // ending mid-strip, with key padding and causal cuts inside a strip, must match the float64 reference like the
-    // default tiles, as must the general path (scalar).
+    // The fused AVX-512 forward works in strips of 64 keys: tiles narrower or wider than a strip, or ending mid-strip,
+    // with key padding and causal cuts inside a strip, must match the float64 reference like the default tiles, as must
+    // the general path (AVX2, scalar).
     [TestCaseSource(nameof(TileCases))]
     public void TileSizesAcrossTheKeyStripMatchTheReference(SimdLevel level, int queryBlock, int keyBlock)
     {
