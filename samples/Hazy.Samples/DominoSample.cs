@@ -121,8 +121,8 @@ internal static class DominoSample
             dims = ResNet18Embedder.Dimensions;
             trainEmb = Scatter(CachedEmbeddings(context, "train", train, valPool, resnet, ct), valPool, train.Count, dims);
             testEmb = Scatter(CachedEmbeddings(context, "test", test, testPool, resnet, ct), testPool, test.Count, dims);
-            var probe = ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy().Fit(ml.Data.Cache(FeatureView(ml, trainEmb, dims, train.Labels, valPool, 10)));
-            var probs = probe.Transform(FeatureView(ml, testEmb, dims, test.Labels, testPool, 10)).GetColumn<VBuffer<float>>("Score").SelectMany(v => v.DenseValues()).ToArray();
+            var probe = ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy().Fit(ml.Data.Cache(View(ml, trainEmb, dims, valPool, r => train.Labels[r], 10)));
+            var probs = Scores(probe, View(ml, testEmb, dims, testPool, r => test.Labels[r], 10), testPool.Length, 10);
             testProbs = Scatter(probs, testPool, test.Count, 10);
             encoderName = "ResNet18 (ImageNet weights), global average pool";
         }
@@ -160,9 +160,9 @@ internal static class DominoSample
         clock.Restart();
         var modelData = ml.Data.Cache(ImagesView(ml, train, modelIdx, coarse: true));
         var model = ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy().Fit(modelData);
-        var valCoarse = CoarseProbabilities(ml, model, train, valPool);
-        var modelCoarse = CoarseProbabilities(ml, model, train, modelIdx);
-        var testCoarse = CoarseProbabilities(ml, model, test, testPool);
+        var valCoarse = Scores(model, ImagesView(ml, train, valPool, coarse: true), valPool.Length, 3);
+        var modelCoarse = Scores(model, ImagesView(ml, train, modelIdx, coarse: true), modelIdx.Length, 3);
+        var testCoarse = Scores(model, ImagesView(ml, test, testPool, coarse: true), testPool.Length, 3);
         double modelAccuracy = Accuracy(testCoarse, testPool.Select(i => Coarse[test.Labels[i]]).ToArray(), 3);
         AnsiConsole.MarkupLine(Invariant($"Sliced model: softmax regression on pixels for top / footwear / other, trained on {modelRows:N0} images in {clock.Elapsed.TotalSeconds:F0} s, test accuracy {modelAccuracy:P1}."));
 
@@ -393,7 +393,8 @@ internal static class DominoSample
         if (context.Mode == PredictionMode.PerSetting)
         {
             var training = draw(context.ModelPool, ModelTrainingRows);
-            var view = context.Ml.Data.Cache(LabeledView(context.Ml, context.ModelPool.Images, training.Rows, training.Labels, classes));
+            var labelOf = training.Rows.Select((r, i) => (r, i)).ToDictionary(t => t.r, t => training.Labels[t.i]);
+            var view = context.Ml.Data.Cache(View(context.Ml, context.ModelPool.Images.Pixels, Pixels, training.Rows, r => labelOf[r], classes));
             // --setting-model cnn: a small Hazy CNN, which (unlike a linear model) can learn a shortcut such as brightness.
             model = context.CnnSettingModel
                 ? context.Ml.MulticlassClassification.Trainers.HazyCnn(new CnnTrainer.Options { Height = 28, Width = 28, NumberOfEpochs = 5, Seed = 1 }).Fit(view)
@@ -402,7 +403,9 @@ internal static class DominoSample
         (SliceDiscoveryData Data, bool[] Slice, double Inside, double Outside) Split(PoolView pool)
         {
             var d = draw(pool, SettingRows);
-            var probs = model is not null ? Probabilities(context.Ml, model, pool.Images, d.Rows, d.Labels, classes) : planted(pool, d);
+            var probs = model is not null
+                ? Scores(model, View(context.Ml, pool.Images.Pixels, Pixels, d.Rows, _ => 0, classes), d.Rows.Length, classes)
+                : planted(pool, d);
             return (pool.Data(d.Rows, d.Labels, probs, classes), d.Slice, ErrorRate(probs, d.Labels, classes, d.Slice, true), ErrorRate(probs, d.Labels, classes, d.Slice, false));
         }
         var (v, _, vInside, vOutside) = Split(context.Validation);
@@ -708,19 +711,6 @@ internal static class DominoSample
         return new Images(labels.ToArray(), pixels.ToArray(), intensity.ToArray(), area.ToArray());
     }
 
-    private static IDataView ImagesView(MLContext ml, Images images, int[] rows, bool coarse = false)
-    {
-        var schema = SchemaDefinition.Create(typeof(ImageRow));
-        schema["Features"].ColumnType = new VectorDataViewType(NumberDataViewType.Single, Pixels);
-        schema["Label"].ColumnType = new KeyDataViewType(typeof(uint), coarse ? 3 : 10);
-        // LoadFromEnumerable reads a key field of a class as 0-based.
-        return ml.Data.LoadFromEnumerable(rows.Select(r => new ImageRow
-        {
-            Features = images.Pixels.AsSpan(r * Pixels, Pixels).ToArray(),
-            Label = (uint)(coarse ? Coarse[images.Labels[r]] : images.Labels[r]),
-        }), schema);
-    }
-
     /// <summary>
     /// The penultimate activations (every layer but the head) and the class probabilities of every image. With
     /// <paramref name="pool"/> (a CNN), the last conv block's [B, C, H, W] maps are averaged over H and W instead of flattened.
@@ -760,31 +750,29 @@ internal static class DominoSample
         return (embeddings.ToArray(), probabilities.ToArray());
     }
 
-    private static IDataView LabeledView(MLContext ml, Images images, int[] rows, int[] labels, int classes)
+    /// <summary>
+    /// Rows of a row-major value array (pixels or embeddings, <paramref name="width"/> per row) as a Features vector and
+    /// a key Label with <paramref name="classes"/> values; <paramref name="label"/> maps a pool row to its label.
+    /// </summary>
+    private static IDataView View(MLContext ml, float[] values, int width, int[] rows, Func<int, int> label, int classes)
     {
         var schema = SchemaDefinition.Create(typeof(ImageRow));
-        schema["Features"].ColumnType = new VectorDataViewType(NumberDataViewType.Single, Pixels);
+        schema["Features"].ColumnType = new VectorDataViewType(NumberDataViewType.Single, width);
         schema["Label"].ColumnType = new KeyDataViewType(typeof(uint), classes);
-        return ml.Data.LoadFromEnumerable(rows.Select((r, i) => new ImageRow
-        {
-            Features = images.Pixels.AsSpan(r * Pixels, Pixels).ToArray(),
-            Label = (uint)labels[i],
-        }), schema);
+        // LoadFromEnumerable reads a key field of a class as 0-based.
+        return ml.Data.LoadFromEnumerable(rows.Select(r => new ImageRow { Features = values.AsSpan(r * width, width).ToArray(), Label = (uint)label(r) }), schema);
     }
 
-    private static float[] Probabilities(MLContext ml, ITransformer model, Images images, int[] rows, int[] labels, int classes)
+    private static IDataView ImagesView(MLContext ml, Images images, int[] rows, bool coarse = false) =>
+        View(ml, images.Pixels, Pixels, rows, r => coarse ? Coarse[images.Labels[r]] : images.Labels[r], coarse ? 3 : 10);
+
+    /// <summary>The model's Score vector for each of the view's rows, row-major.</summary>
+    private static float[] Scores(ITransformer model, IDataView view, int rows, int classes)
     {
-        var scored = model.Transform(LabeledView(ml, images, rows, labels, classes));
-        var probs = scored.GetColumn<VBuffer<float>>("Score").SelectMany(v => v.DenseValues()).ToArray();
-        if (probs.Length != rows.Length * classes)
-            throw new InvalidOperationException($"The per-setting model scored {probs.Length} values for {rows.Length} rows × {classes} classes.");
+        var probs = model.Transform(view).GetColumn<VBuffer<float>>("Score").SelectMany(v => v.DenseValues()).ToArray();
+        if (probs.Length != rows * classes)
+            throw new InvalidOperationException($"The model scored {probs.Length} values for {rows} rows × {classes} classes.");
         return probs;
-    }
-
-    private static float[] CoarseProbabilities(MLContext ml, ITransformer model, Images images, int[] rows)
-    {
-        var scored = model.Transform(ImagesView(ml, images, rows, coarse: true));
-        return scored.GetColumn<VBuffer<float>>("Score").SelectMany(v => v.DenseValues()).ToArray();
     }
 
     private static double Accuracy(float[] probs, int[] labels, int c) =>
@@ -823,14 +811,6 @@ internal static class DominoSample
             File.WriteAllBytes(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(features.AsSpan()).ToArray());
         }
         return features;
-    }
-
-    private static IDataView FeatureView(MLContext ml, float[] embeddings, int dims, int[] labels, int[] rows, int classes)
-    {
-        var schema = SchemaDefinition.Create(typeof(ImageRow));
-        schema["Features"].ColumnType = new VectorDataViewType(NumberDataViewType.Single, dims);
-        schema["Label"].ColumnType = new KeyDataViewType(typeof(uint), classes);
-        return ml.Data.LoadFromEnumerable(rows.Select(r => new ImageRow { Features = embeddings.AsSpan(r * dims, dims).ToArray(), Label = (uint)labels[r] }), schema);
     }
 
     private static int ArgMax(ReadOnlySpan<float> v)
