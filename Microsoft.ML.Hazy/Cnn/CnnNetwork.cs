@@ -1,5 +1,6 @@
 using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,6 +18,7 @@ internal sealed class CnnNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, I
     public CnnNetwork(int channels, int height, int width, IReadOnlyList<int> filters, int kernelSize, int stride, int padding, double dropout, int outputSize)
         : base(nameof(CnnNetwork))
     {
+        TorchRuntime.EnsureInitialized();
         Channels = channels;
         Height = height;
         Width = width;

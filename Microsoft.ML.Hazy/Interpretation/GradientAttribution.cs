@@ -50,6 +50,7 @@ public sealed class GradientAttribution : IAttributionMethod
         ArgumentNullException.ThrowIfNull(options);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(featureSize);
         Validate(options);
+        TorchRuntime.EnsureInitialized();
         _network = network;
         _options = options;
         FeatureSize = featureSize;

@@ -11,6 +11,8 @@ internal static class DevicePolicy
 {
     public static Device Resolve(int? gpuDeviceId, bool fallbackToCpu, Action<string>? warn = null)
     {
+        if (TorchRuntime.EnsureInitialized() is string setupProblem)
+            warn?.Invoke($"libtorch's oneDNN convolutions could not be switched off ({setupProblem}); convolution gradients may be wrong on some processors.");
         if (gpuDeviceId is not int id)
             return CPU;
         if (id < 0)
