@@ -37,7 +37,7 @@ internal sealed class CnnNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, I
             modules.Add(($"norm{i}", nn.BatchNorm2d(filters[i])));
             modules.Add(($"act{i}", nn.ReLU()));
             if (dropout > 0)
-                modules.Add(($"dropout{i}", nn.Dropout2d(dropout)));
+                modules.Add(($"dropout{i}", new SeededDropout(dropout, channels: true)));
             inChannels = filters[i];
         }
         modules.Add(("flatten", nn.Flatten(1)));

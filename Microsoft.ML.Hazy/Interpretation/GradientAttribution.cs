@@ -429,7 +429,7 @@ public sealed class GradientAttribution : IAttributionMethod
 
     private static bool IsElementwise(nn.Module layer) => layer is ReLU or GELU or Tanh or Sigmoid or SiLU or LeakyReLU or ELU or Softplus;
 
-    private static bool IsShapeOnly(nn.Module layer) => layer is Flatten or Unflatten or Dropout or Dropout1d or Dropout2d or Identity;
+    private static bool IsShapeOnly(nn.Module layer) => layer is Flatten or Unflatten or Dropout or Dropout1d or Dropout2d or SeededDropout or Identity;
 
     private static bool IsAffine(nn.Module layer) => layer is Linear or Conv1d or Conv2d or BatchNorm1d or BatchNorm2d or AvgPool2d or AdaptiveAvgPool2d
         or Layers.Monarch.MonarchLinear || IsShapeOnly(layer);

@@ -50,7 +50,7 @@ internal sealed class MlpNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, I
                 _ => (nn.Module<Tensor, Tensor>)nn.ReLU(),
             }));
             if (dropout > 0)
-                modules.Add(($"dropout{i}", nn.Dropout(dropout)));
+                modules.Add(($"dropout{i}", new SeededDropout(dropout)));
             width = hidden[i];
         }
         modules.Add(("head", nn.Linear(width, outputSize)));

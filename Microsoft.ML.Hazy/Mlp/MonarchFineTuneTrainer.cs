@@ -70,7 +70,7 @@ public sealed class MonarchFineTuneTrainer : IEstimator<HazyPredictionTransforme
                 throw new ArgumentException(
                     $"The data has {inputSize} features and {outputSize} output(s); the model was trained with {source.InputSize} and {source.OutputSize}.", nameof(input));
             return source.ToMonarch(_options.MonarchBlocks);
-        });
+        }, pretrained: true);
     }
 
     /// <summary>The output schema, checked against the input columns, before any training.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
 using TorchSharp;
@@ -18,14 +19,9 @@ public enum SequenceNormalization
 /// <summary>Dropout with one mask per row and feature, shared by all time steps (the reference's DropoutNd).</summary>
 internal static class TiedDropout
 {
-    /// <summary>x · m / (1 − p) with m ~ Bernoulli(1 − p) of shape [B, 1, H].</summary>
-    public static Tensor Apply(Tensor x, double p, bool training)
-    {
-        if (!training || p <= 0)
-            return x;
-        var keep = rand(new[] { x.shape[0], 1, x.shape[2] }, x.dtype, x.device).lt(1 - p);
-        return x * keep.to(x.dtype) / (1 - p);
-    }
+    /// <summary>x · m / (1 − p) with m ~ Bernoulli(1 − p) of shape [B, 1, H], drawn from <paramref name="generator"/>.</summary>
+    public static Tensor Apply(Tensor x, double p, bool training, Generator? generator) =>
+        !training || p <= 0 ? x : SeededDropout.Apply(x, new[] { x.shape[0], 1, x.shape[2] }, p, generator);
 }
 
 /// <summary>A normalisation over the feature axis of [B, L, H] (or [B, H] while streaming) that may see a padding mask.</summary>
@@ -65,7 +61,7 @@ internal sealed class SequenceLayerNorm : SequenceNorm
 /// BatchNorm over the last axis whose training statistics count valid steps only, so padding never shifts
 /// them; in evaluation it is the per-feature affine map of the running statistics.
 /// </summary>
-internal sealed class SequenceBatchNorm : SequenceNorm
+internal sealed class SequenceBatchNorm : SequenceNorm, ISeededModule
 {
     private const double Momentum = 0.1;
     private const double Epsilon = 1e-5;
@@ -81,6 +77,14 @@ internal sealed class SequenceBatchNorm : SequenceNorm
         running_mean = zeros(width);
         running_var = ones(width);
         RegisterComponents();
+    }
+
+    /// <summary>Unused: batch norm draws nothing.</summary>
+    public Generator? Generator { get; set; }
+
+    /// <summary>The scale starts at one and the shift at zero: nothing to draw.</summary>
+    public void ResetParameters(Generator generator)
+    {
     }
 
     public override Tensor forward(Tensor input, Tensor? mask)
@@ -120,7 +124,7 @@ internal sealed class SequenceBatchNorm : SequenceNorm
 /// x + dropout(layer(norm(x))) with pre-norm, or norm(x + dropout(layer(x))) with post-norm, around any
 /// <see cref="ISequenceLayer"/>.
 /// </summary>
-internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>
+internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>, ISeededModule
 {
     private readonly nn.Module<Tensor, Tensor> layer;
     private readonly SequenceNorm norm;
@@ -141,12 +145,18 @@ internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>
 
     public ISequenceLayer Layer => (ISequenceLayer)layer;
 
+    public Generator? Generator { get; set; }
+
+    public void ResetParameters(Generator generator)
+    {
+    }
+
     public override Tensor forward(Tensor input) => forward(input, null);
 
     public Tensor forward(Tensor input, Tensor? mask)
     {
         var z = _preNorm ? norm.forward(input, mask) : input;
-        z = TiedDropout.Apply(Layer.Forward(z, mask), _dropout, training);
+        z = TiedDropout.Apply(Layer.Forward(z, mask), _dropout, training, Generator);
         var x = input + z;
         return _preNorm ? x : norm.forward(x, mask);
     }

@@ -20,12 +20,14 @@ internal sealed record NetworkSwitch(int AfterEpochs, Func<nn.Module<Tensor, Ten
 internal static class SupervisedTrainer
 {
     /// <remarks>
+    /// The factory's network is initialised from the run's seed unless <paramref name="pretrained"/> says it already holds
+    /// weights (fine-tuning).
     /// With <paramref name="sequence"/> the feature column is read as time-major steps of its channels
     /// (batches [B, L, C] with each row's length), the factory gets the channel count as input size, and a
     /// network that is an <see cref="ISequenceNetwork"/> receives the lengths.
     /// </remarks>
     public static HazyPredictionTransformer Fit(HazyEnvironment env, string componentName, HazyTrainerOptions options,
-        PredictionKind kind, IDataView input, NetworkFactory createNetwork, NetworkSwitch? networkSwitch = null, SequenceInput? sequence = null)
+        PredictionKind kind, IDataView input, NetworkFactory createNetwork, NetworkSwitch? networkSwitch = null, SequenceInput? sequence = null, bool pretrained = false)
     {
         ArgumentNullException.ThrowIfNull(input);
         var host = env.Env.Register(componentName);
@@ -58,8 +60,12 @@ internal static class SupervisedTrainer
         int seed = options.Seed ?? host.Rand.Next();
         var device = DevicePolicy.Resolve(env.GpuDeviceId, env.FallbackToCpu, w => ch.Warning(MessageSensitivity.None, w));
         ch.Info(MessageSensitivity.None, $"Training {componentName} ({kind}) on {device.type} with seed {seed}: {inputSize} features, {outputs} output(s).");
-        manual_seed(seed);
+        // One generator per run (weights, dropout), never libtorch's global one, so concurrent Fit calls stay reproducible.
+        using var generator = new Generator((ulong)seed);
         var network = createNetwork(inputSize, outputs);
+        if (!pretrained)
+            TrainingRandom.Initialize(network, generator);
+        TrainingRandom.UseGenerator(network, generator);
         network.to(device);
         TrainingSummary summary;
         if (networkSwitch is { } sw && sw.AfterEpochs > 0 && sw.AfterEpochs < options.NumberOfEpochs)
@@ -69,6 +75,7 @@ internal static class SupervisedTrainer
             converted.to(device);
             network.Dispose();
             network = converted;
+            TrainingRandom.UseGenerator(network, generator);
             ch.Info(MessageSensitivity.None, $"After epoch {sw.AfterEpochs}: {sw.Description}; training on for {options.NumberOfEpochs - sw.AfterEpochs} epoch(s).");
             var second = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation,
                 options.WithEpochs(options.NumberOfEpochs - sw.AfterEpochs), seed + sw.AfterEpochs, device, ch);
@@ -79,6 +86,7 @@ internal static class SupervisedTrainer
         {
             summary = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch);
         }
+        TrainingRandom.UseGenerator(network, null);
 
         var rowShape = layout?.RowShape ?? new long[] { inputSize };
         byte[] rowGraph;

@@ -1,4 +1,5 @@
 using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,7 +13,7 @@ namespace Microsoft.ML.Hazy.Layers.Monarch;
 /// weights map one-to-one. Inputs are zero-padded to a multiple of <c>nblocks</c> and outputs truncated to
 /// <c>outFeatures</c>. Square layers of width n with nblocks = √n hold 2n√n weights instead of n².
 /// </summary>
-public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable
+public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable, ISeededModule
 {
     private readonly Parameter blkdiag1;
     private readonly Parameter blkdiag2;
@@ -79,18 +80,24 @@ public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable
     public long ParameterCount => blkdiag1.numel() + blkdiag2.numel() + (bias?.numel() ?? 0);
 
     /// <summary>Re-draws the weights: each factor uniform(±1/√(block fan-in)), the bias uniform(±1/√out) as in the reference.</summary>
-    public void ResetParameters()
+    public void ResetParameters() => ResetParameters(null);
+
+    void ISeededModule.ResetParameters(Generator generator) => ResetParameters(generator);
+
+    Generator? ISeededModule.Generator { get => null; set { } }
+
+    private void ResetParameters(Generator? generator)
     {
         using var _ = no_grad();
         foreach (var w in new[] { blkdiag1, blkdiag2 })
         {
             double bound = 1.0 / Math.Sqrt(w.shape[^1]);
-            w.uniform_(-bound, bound);
+            w.uniform_(-bound, bound, generator);
         }
         if (bias is not null)
         {
             double bound = 1.0 / Math.Sqrt(OutFeatures);
-            bias.uniform_(-bound, bound);
+            bias.uniform_(-bound, bound, generator);
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Microsoft.ML.Hazy.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -130,17 +131,25 @@ internal sealed unsafe class FlashAttentionFunction : autograd.MultiTensorFuncti
 
 /// <summary>
 /// Scaled dot-product attention as a module: (q, k, v) each [B, H, L, d] → [B, H, Lq, d], FlashAttention on the CPU.
-/// Dropout applies in training mode only, with a fresh seed from the torch generator on each call.
+/// Dropout applies in training mode only, with a fresh seed on each call from the training run's generator inside a
+/// Hazy trainer, else from the torch generator.
 /// </summary>
-public sealed class FlashAttentionModule : nn.Module<Tensor, Tensor, Tensor, Tensor>
+public sealed class FlashAttentionModule : nn.Module<Tensor, Tensor, Tensor, Tensor>, ISeededModule
 {
     private readonly FlashAttentionOptions _options;
+    private Generator? _generator;
 
     /// <summary>Creates the module; <paramref name="options"/> are copied.</summary>
     public FlashAttentionModule(FlashAttentionOptions? options = null, string name = "flash_attention") : base(name)
     {
         _options = options?.Clone() ?? new FlashAttentionOptions();
         RegisterComponents();
+    }
+
+    Generator? ISeededModule.Generator { get => _generator; set => _generator = value; }
+
+    void ISeededModule.ResetParameters(Generator generator)
+    {
     }
 
     /// <summary>Attention of <paramref name="q"/> over <paramref name="k"/>, <paramref name="v"/>.</summary>
@@ -156,8 +165,7 @@ public sealed class FlashAttentionModule : nn.Module<Tensor, Tensor, Tensor, Ten
             options.DropoutProbability = 0;
         else if (options.DropoutProbability > 0)
         {
-            using var seed = randint(long.MaxValue, [1], dtype: ScalarType.Int64);
-            options.DropoutSeed = (ulong)seed.item<long>();
+            options.DropoutSeed = TrainingRandom.NextSeed(_generator);
         }
         return FlashAttention.Apply(q, k, v, options);
     }

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
@@ -52,7 +53,7 @@ internal sealed class TransformerBackbone : ISequenceBackboneFactory
 }
 
 /// <summary>Multi-head self-attention with rotary position embeddings: softmax(q kᵀ / √d) v per head.</summary>
-internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
+internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISeededModule
 {
     private readonly nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, out_proj;
     private readonly int _heads, _headSize;
@@ -70,6 +71,12 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
         _causal = causal;
         _dropout = dropout;
         RegisterComponents();
+    }
+
+    public Generator? Generator { get; set; }
+
+    public void ResetParameters(Generator generator)
+    {
     }
 
     public override Tensor forward(Tensor input) => Forward(input, null);
@@ -93,7 +100,7 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
             Causal = _causal,
             KeyLengths = keyLengths,
             DropoutProbability = training ? _dropout : 0,
-            DropoutSeed = training ? (ulong)randint(long.MaxValue, new long[] { 1 }).item<long>() : 0,
+            DropoutSeed = training && _dropout > 0 ? TrainingRandom.NextSeed(Generator) : 0,
         };
         var o = FlashAttention.Apply(q, k, v, options).transpose(1, 2).reshape(b, l, _heads * _headSize);
         return out_proj.forward(o);
@@ -171,7 +178,7 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
 }
 
 /// <summary>The position-wise feed-forward layer: W₂ dropout(GELU(W₁ x)).</summary>
-internal sealed class FeedForwardLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
+internal sealed class FeedForwardLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISeededModule
 {
     private readonly nn.Module<Tensor, Tensor> up, down;
     private readonly double _dropout;
@@ -186,8 +193,17 @@ internal sealed class FeedForwardLayer : nn.Module<Tensor, Tensor>, ISequenceLay
 
     public override Tensor forward(Tensor input) => Forward(input, null);
 
-    public Tensor Forward(Tensor input, Tensor? mask) =>
-        down.forward(nn.functional.dropout(nn.functional.gelu(up.forward(input)), _dropout, training));
+    public Generator? Generator { get; set; }
+
+    public void ResetParameters(Generator generator)
+    {
+    }
+
+    public Tensor Forward(Tensor input, Tensor? mask)
+    {
+        var h = nn.functional.gelu(up.forward(input));
+        return down.forward(training && _dropout > 0 ? SeededDropout.Apply(h, h.shape, _dropout, Generator) : h);
+    }
 
     public string ExportOnnx(OnnxGraphBuilder g, string input, string? mask, int maxLength)
     {

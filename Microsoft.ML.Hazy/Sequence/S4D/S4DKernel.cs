@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -96,19 +97,22 @@ internal static class S4DMath
 /// (log(−Re A) and Im A) and B when trained (a real [H, N/2, 2] view). The reference trains these with their own
 /// learning rate and no weight decay, so they live in this module (parameter names <c>ssm.*</c>).
 /// </summary>
-internal sealed class S4DStateSpace : nn.Module
+internal sealed class S4DStateSpace : nn.Module, ISeededModule
 {
     private readonly Parameter log_dt;
     private readonly Parameter log_A_real;
     private readonly Parameter A_imag;
     private readonly Tensor? B;
+    private readonly double _logDtMin;
+    private readonly double _logDtMax;
 
     public S4DStateSpace(int width, S4DOptions options) : base(nameof(S4DStateSpace))
     {
         var (re, im, b) = S4DInitializations.Modes(options.Initialization, options.StateSize);
         int modes = re.Length;
-        double lo = Math.Log(options.DtMin), hi = Math.Log(options.DtMax);
-        log_dt = new Parameter(rand(width, dtype: ScalarType.Float64).mul(hi - lo).add(lo).to(ScalarType.Float32));
+        _logDtMin = Math.Log(options.DtMin);
+        _logDtMax = Math.Log(options.DtMax);
+        log_dt = new Parameter(LogDt(width, null));
         using var reA = tensor(re.Select(r => (float)Math.Log(-r)).ToArray());
         using var imA = tensor(im.Select(i => (float)i).ToArray());
         log_A_real = new Parameter(reA.unsqueeze(0).repeat(width, 1));
@@ -121,6 +125,25 @@ internal sealed class S4DStateSpace : nn.Module
             B = options.TrainB ? new Parameter(full) : full;
         }
         RegisterComponents();
+    }
+
+    /// <summary>Unused: the state space draws only its initial log Δ.</summary>
+    public Generator? Generator { get; set; }
+
+    /// <summary>log Δ ~ U(log Δ_min, log Δ_max) per feature; A and B start from their deterministic initialisation.</summary>
+    public void ResetParameters(Generator generator)
+    {
+        using var _ = no_grad();
+        using var logDt = LogDt(log_dt.shape[0], generator);
+        log_dt.copy_(logDt);
+    }
+
+    private Tensor LogDt(long width, Generator? generator)
+    {
+        using var span = (_logDtMax - _logDtMin).ToScalar();
+        using var low = _logDtMin.ToScalar();
+        using var uniform = rand(width, dtype: ScalarType.Float64, generator: generator);
+        return uniform.mul_(span).add_(low).to(ScalarType.Float32);
     }
 
     /// <summary>Δ, [H].</summary>

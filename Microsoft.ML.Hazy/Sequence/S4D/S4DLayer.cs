@@ -1,5 +1,6 @@
 using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,7 +12,7 @@ namespace Microsoft.ML.Hazy.Sequence.S4D;
 /// diagonal SSM's kernel, one per feature (or a forward and a backward one when bidirectional), applied by
 /// FFT. Input and output [B, L, H]. W (H → 2H) is dense, or a <see cref="MonarchLinear"/> given <c>monarchBlocks</c> &gt; 0.
 /// </summary>
-internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
+internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISeededModule
 {
     private readonly S4DStateSpace ssm;
     private readonly Parameter C;
@@ -35,6 +36,19 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
 
     public bool Bidirectional { get; }
 
+    public Generator? Generator { get; set; }
+
+    /// <summary>C ~ N(0, ½) per real and imaginary part, D ~ N(0, 1), as the reference draws them.</summary>
+    public void ResetParameters(Generator generator)
+    {
+        using var _ = no_grad();
+        using var half = Math.Sqrt(0.5).ToScalar();
+        using var c = randn(C.shape, generator: generator);
+        using var d = randn(D.shape, generator: generator);
+        C.copy_(c.mul_(half));
+        D.copy_(d);
+    }
+
     /// <summary>How <see cref="ExportOnnx"/> applies the kernel; <see cref="S4DOnnxConvolution.Auto"/> picks the faster for the length.</summary>
     public S4DOnnxConvolution OnnxConvolution { get; set; } = S4DOnnxConvolution.Auto;
 
@@ -53,7 +67,7 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer
     {
         var u = mask is null ? input : input * mask;
         var y = S4DMath.FftConv(u, Kernel(u.shape[1])) + u * D;
-        y = TiedDropout.Apply(nn.functional.gelu(y), _dropout, training);
+        y = TiedDropout.Apply(nn.functional.gelu(y), _dropout, training, Generator);
         return nn.functional.glu(output_linear.forward(y), -1);
     }
 

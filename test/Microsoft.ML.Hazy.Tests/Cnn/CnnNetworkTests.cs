@@ -1,4 +1,5 @@
 using Microsoft.ML.Hazy.Cnn;
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.OnnxRuntime;
 using NUnit.Framework;
@@ -82,8 +83,8 @@ public sealed class CnnNetworkTests
         var types = net.Layers.Select(l => l.GetType()).ToArray();
         Assert.That(types, Is.EqualTo(new[]
         {
-            typeof(Unflatten), typeof(Conv2d), typeof(BatchNorm2d), typeof(ReLU), typeof(Dropout2d),
-            typeof(Conv2d), typeof(BatchNorm2d), typeof(ReLU), typeof(Dropout2d), typeof(Flatten), typeof(Linear),
+            typeof(Unflatten), typeof(Conv2d), typeof(BatchNorm2d), typeof(ReLU), typeof(SeededDropout),
+            typeof(Conv2d), typeof(BatchNorm2d), typeof(ReLU), typeof(SeededDropout), typeof(Flatten), typeof(Linear),
         }));
         using var x = randn(3, 96);
         using var expected = net.forward(x);
@@ -103,7 +104,7 @@ public sealed class CnnNetworkTests
     public void NoDropoutLayersWhenTheRateIsZero()
     {
         using var net = new CnnNetwork(1, 4, 4, new[] { 2 }, 3, 1, 1, 0, 2);
-        Assert.That(net.Layers.OfType<Dropout2d>(), Is.Empty);
+        Assert.That(net.Layers.OfType<SeededDropout>(), Is.Empty);
     }
 
     private static void AssertClose(float[] actual, float[] expected, string what)
