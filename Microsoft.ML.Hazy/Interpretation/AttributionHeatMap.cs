@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using Microsoft.ML.Hazy.Data;
 
 namespace Microsoft.ML.Hazy.Interpretation;
 
@@ -50,8 +51,9 @@ public static class AttributionHeatMap
     public static void SaveGrid(string path, ReadOnlySpan<float> maps, int rows, int columns, int height, int width,
         ReadOnlySpan<float> images = default, int scale = 1, int gap = 1, HeatMapColoring coloring = HeatMapColoring.Auto)
     {
-        using var file = File.Create(path);
-        WriteGrid(file, maps, rows, columns, height, width, images, scale, gap, coloring);
+        using var png = new MemoryStream();
+        WriteGrid(png, maps, rows, columns, height, width, images, scale, gap, coloring);
+        AtomicFile.WriteAllBytes(path, png.GetBuffer().AsMemory(0, (int)png.Length));
     }
 
     /// <summary>

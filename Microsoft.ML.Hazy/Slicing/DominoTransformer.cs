@@ -1,5 +1,6 @@
 using Microsoft.Extensions.AI;
 using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
 
@@ -94,8 +95,21 @@ public sealed class DominoTransformer : ITransformer, ICanSaveModel
     public void SaveAsOnnx(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        stream.Write(DominoOnnx.Build(Model, Spec(_options, _columns.LabelForm, _columns.PredictionIsVector, _columns.Prediction), batched: true));
+        stream.Write(BuildOnnx());
     }
+
+    /// <summary>
+    /// Writes the ONNX file of <see cref="SaveAsOnnx(Stream)"/> to <paramref name="filePath"/>, replacing an existing file only
+    /// once the whole graph is written (a temporary file in the same folder is renamed into place).
+    /// </summary>
+    /// <param name="filePath">The file to write; its folder must exist.</param>
+    public void SaveAsOnnx(string filePath)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(filePath);
+        AtomicFile.WriteAllBytes(filePath, BuildOnnx());
+    }
+
+    private byte[] BuildOnnx() => DominoOnnx.Build(Model, Spec(_options, _columns.LabelForm, _columns.PredictionIsVector, _columns.Prediction), batched: true);
 
     /// <summary>
     /// Slice statistics on <paramref name="data"/> (which needs the embedding, label and prediction columns): per slice its

@@ -110,19 +110,39 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     /// A sequence model reads the flat time-major rows [batch, L·C]. A variable-length one reads rows zero-padded
     /// to the longest of the batch, [batch, T·C], and a second input <c>Steps</c> (int64 [batch]) with each row's
     /// number of time steps.
+    /// ML.NET's <c>mlContext.Model.ConvertToOnnx</c> cannot export the <c>OnnxTransformer</c> the scoring chain wraps and
+    /// throws <see cref="InvalidOperationException"/> for this model; this method is its ONNX export.
     /// </remarks>
+    /// <exception cref="ObjectDisposedException">The transformer was disposed, which freed the network the graph is built from.</exception>
     public void SaveAsOnnx(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        byte[] bytes;
+        stream.Write(BuildOnnx());
+    }
+
+    /// <summary>
+    /// Writes the ONNX file of <see cref="SaveAsOnnx(Stream)"/> to <paramref name="filePath"/>, replacing an existing file only
+    /// once the whole graph is written (a temporary file in the same folder is renamed into place).
+    /// </summary>
+    /// <param name="filePath">The file to write; its folder must exist.</param>
+    /// <exception cref="ObjectDisposedException">The transformer was disposed; the file is not touched.</exception>
+    public void SaveAsOnnx(string filePath)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(filePath);
+        AtomicFile.WriteAllBytes(filePath, BuildOnnx());
+    }
+
+    private byte[] BuildOnnx()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         using (no_grad())
-            bytes = OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, _labels?.Count ?? 1, batched: true, Sequence);
-        stream.Write(bytes);
+            return OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, _labels?.Count ?? 1, batched: true, Sequence);
     }
 
     /// <summary>Scores rows with the TorchSharp network in batches: the model's <c>Score</c> for each row.</summary>
     internal float[][] ScoreWithTorch(IDataView data, int batchSize = 256)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         var batcher = new DataViewBatcher(data, FeatureColumnName, null, LabelKind.Single, Sequence?.Channels ?? 0);
         var device = Network.parameters().First().device;
         var forward = SupervisedTrainer.Forward(Network);

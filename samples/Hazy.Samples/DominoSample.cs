@@ -69,10 +69,8 @@ internal static class DominoSample
         // cnn-pool (a Hazy CNN's last conv block averaged over positions: 32 values) or cnn (that block flattened: 1,568
         // values). --predictions: per-setting (default), trained or synthetic (see the class summary); --setting-model: the
         // per-setting model, cnn (default) or linear.
-        var encoderKind = context.Options.TryGetValue("encoder", out var e) ? e.ToLowerInvariant() : "resnet18";
-        if (encoderKind is not ("mlp" or "cnn" or "cnn-pool" or "resnet18"))
-            throw new ArgumentException($"--encoder must be mlp, cnn, cnn-pool or resnet18; found '{encoderKind}'.");
-        var predictionKind = context.Options.TryGetValue("predictions", out var pk) ? pk.ToLowerInvariant() : "per-setting";
+        var encoderKind = context.Choice("encoder", "resnet18");
+        var predictionKind = context.Choice("predictions", "per-setting");
         var mode = predictionKind switch
         {
             "synthetic" => PredictionMode.Synthetic,
@@ -83,7 +81,10 @@ internal static class DominoSample
         var ml = new MLContext(seed: 1);
         var source = FashionMnist.LoadDefault(ml);
         if (source.IsSubset)
-            throw new InvalidOperationException($"The domino sample draws 2,500-row settings from pools of thousands of images, so it needs the full Fashion-MNIST; found only the shipped subset in {source.Directory}. Install it with `bash eng/install-test-data.sh` as root (Debian's dataset-fashion-mnist).");
+        {
+            Console.Error.WriteLine($"error: The domino sample draws 2,500-row settings from pools of thousands of images, so it needs the full Fashion-MNIST; found only the shipped subset in {source.Directory}. Install it with `bash eng/install-test-data.sh` as root (Debian's dataset-fashion-mnist).");
+            return 1;
+        }
         var train = ReadImages(source.Train);
         var test = ReadImages(source.Test);
         AnsiConsole.MarkupLine(Invariant($"Data: {train.Count:N0} train and {test.Count:N0} test images from [grey]{Markup.Escape(source.Directory)}[/]"));
@@ -171,9 +172,7 @@ internal static class DominoSample
         var testView = new PoolView(test, testPool, testEmb, dims, testCoarse);
         var modelView = new PoolView(train, modelIdx, trainEmb, dims, modelCoarse);
         clock.Restart();
-        var settingModel = context.Options.TryGetValue("setting-model", out var sm) ? sm.ToLowerInvariant() : "cnn";
-        if (settingModel is not ("linear" or "cnn"))
-            throw new ArgumentException($"--setting-model must be linear or cnn; found '{settingModel}'.");
+        var settingModel = context.Choice("setting-model", "cnn");
         var settings = BuildSettings(new SettingContext(ml, valView, testView, modelView, mode, settingModel == "cnn"), out var tried);
         AnsiConsole.MarkupLine(Invariant($"Settings: {settings.Count} kept of {tried.Values.Sum()} candidates ({string.Join(", ", tried.Select(t => $"{settings.Count(x => x.Type == t.Key)} of {t.Value} {t.Key}"))}) in {clock.Elapsed.TotalSeconds:F0} s; slice error rate {settings.Average(x => x.SliceErrorRate):P1}, elsewhere {settings.Average(x => x.OtherErrorRate):P1} (test rows, mean over settings)."));
         ISliceDiscoveryMethod[] methods =
@@ -793,7 +792,7 @@ internal static class DominoSample
     // ResNet18 features of the given rows, read from --embedding-cache DIR when an earlier run left them there.
     private static float[] CachedEmbeddings(SampleContext context, string split, Images images, int[] rows, ResNet18Embedder resnet, CancellationToken ct)
     {
-        string? dir = context.Options.TryGetValue("embedding-cache", out var d) ? d : null;
+        string? dir = context.Text("embedding-cache");
         string? path = dir is null ? null : Path.Combine(dir, Invariant($"resnet18-{split}-{rows.Length}-{rows[0]}.bin"));
         long expected = (long)rows.Length * ResNet18Embedder.Dimensions;
         if (path is not null && File.Exists(path) && new FileInfo(path).Length == expected * sizeof(float))

@@ -32,9 +32,9 @@ internal static class ExplainSample
         var total = Stopwatch.StartNew();
         var outputDirectory = context.OutputDirectory;
         Directory.CreateDirectory(outputDirectory);
-        int images = context.Options.TryGetValue("images", out var n) ? int.Parse(n, CultureInfo.InvariantCulture) : 500;
-        int epochs = context.Options.TryGetValue("epochs", out var e) ? int.Parse(e, CultureInfo.InvariantCulture) : 3;
-        TorchSharp.torch.set_num_threads(context.Options.TryGetValue("threads", out var t) ? int.Parse(t, CultureInfo.InvariantCulture) : 1);
+        int images = context.Integer("images", 500);
+        int epochs = context.Integer("epochs", 3);
+        TorchSharp.torch.set_num_threads(context.Integer("threads", 1));
         AnsiConsole.Write(new Rule("[bold]Interpretation[/]: attribution methods on a Fashion-MNIST CNN").LeftJustified());
 
         var mlContext = new MLContext(seed: 1);

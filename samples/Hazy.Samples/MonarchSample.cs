@@ -26,7 +26,7 @@ internal static class MonarchSample
         var total = Stopwatch.StartNew();
         var outputDirectory = context.OutputDirectory;
         Directory.CreateDirectory(outputDirectory);
-        int rows = context.Options.TryGetValue("rows", out var r) ? int.Parse(r, CultureInfo.InvariantCulture) : 12_000;
+        int rows = context.Integer("rows", 12_000);
         AnsiConsole.Write(new Rule("[bold]Monarch matrices[/]: dense vs Monarch MLPs on Fashion-MNIST").LeftJustified());
 
         var mlContext = new MLContext(seed: 1);

@@ -119,7 +119,7 @@ internal static class Quickstart
 
         // 5. Save, then reload in a fresh MLContext with plain Model.Load: scoring needs no Hazy call.
         var modelPath = Path.Combine(outputDirectory, "model.zip");
-        mlContext.Model.Save(model, source.Train.Schema, modelPath);
+        mlContext.Model.SaveAtomically(model, source.Train.Schema, modelPath);
         AnsiConsole.MarkupLine(Invariant($"Saved [blue]{Markup.Escape(modelPath)}[/] ({new FileInfo(modelPath).Length / 1024.0:F0} KiB)."));
 
         var servingContext = new MLContext();

@@ -47,18 +47,18 @@ internal static class S4DSample
         var total = Stopwatch.StartNew();
         var outputDirectory = context.OutputDirectory;
         Directory.CreateDirectory(outputDirectory);
-        var selected = context.Options.TryGetValue("datasets", out var list)
+        var selected = context.Text("datasets") is { } list
             ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             : ["FashionMNIST", .. UcrSets];
-        int? fashionRows = context.Options.TryGetValue("fashion-rows", out var rowsText) ? int.Parse(rowsText, CultureInfo.InvariantCulture) : null;
+        int? fashionRows = context.Integer("fashion-rows");
         // Attention costs O(L²) per layer: at L = 784 a full Fashion-MNIST epoch would take most of an hour on two cores.
         if (withTransformer)
             fashionRows ??= 10_000;
         // One libtorch thread per core by default (an epoch of sequential Fashion-MNIST: 260 s with two threads on an idle
         // 2-core machine, 470 s with one). On a machine that other work shares, pass --threads 1: the intra-op threads of
         // the FFTs then wait on each other at every call, and training ran 3–20× slower with two threads than with one.
-        TorchSharp.torch.set_num_threads(context.Options.TryGetValue("threads", out var threadsText) ? int.Parse(threadsText, CultureInfo.InvariantCulture) : Environment.ProcessorCount);
-        int fashionEpochs = context.Options.TryGetValue("fashion-epochs", out var epochsText) ? int.Parse(epochsText, CultureInfo.InvariantCulture) : 3;
+        TorchSharp.torch.set_num_threads(context.Integer("threads", Environment.ProcessorCount));
+        int fashionEpochs = context.Integer("fashion-epochs", 3);
         AnsiConsole.Write(new Rule("[bold]S4D[/] sequence classifiers against stock ML.NET trainers").LeftJustified());
         AnsiConsole.MarkupLine(Invariant($"libtorch threads: {TorchSharp.torch.get_num_threads()}, logical cores: {Environment.ProcessorCount}"));
 
