@@ -109,7 +109,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     /// <remarks>
     /// A sequence model reads the flat time-major rows [batch, L·C]. A variable-length one reads rows zero-padded
     /// to the longest of the batch, [batch, T·C], and a second input <c>Steps</c> (int64 [batch]) with each row's
-    /// number of time steps.
+    /// number of time steps; a row of 0 steps scores as one all-zero step (the padded batch needs at least one step).
     /// </remarks>
     public void SaveAsOnnx(Stream stream)
     {

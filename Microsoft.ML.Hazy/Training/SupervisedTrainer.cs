@@ -33,6 +33,8 @@ internal static class SupervisedTrainer
         var labelKind = LabelKindOf(kind);
         var train = new DataViewBatcher(input, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0);
         var layout = sequence is null ? null : Layout(train, sequence);
+        if (sequence?.TrainingBytes is { } trainingBytes)
+            MemoryBudget.CheckSequenceStep(trainingBytes, options, train, sequence.Channels);
         int inputSize = sequence?.Channels ?? train.FeatureSize;
         LabelKeyValues? labels = null;
         int outputs = 1;
@@ -61,6 +63,8 @@ internal static class SupervisedTrainer
         manual_seed(seed);
         var network = createNetwork(inputSize, outputs);
         network.to(device);
+        if (network is ISequenceNetwork cancellable)
+            cancellable.Cancellation = options.CancellationToken;
         TrainingSummary summary;
         if (networkSwitch is { } sw && sw.AfterEpochs > 0 && sw.AfterEpochs < options.NumberOfEpochs)
         {
@@ -80,6 +84,8 @@ internal static class SupervisedTrainer
             summary = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch);
         }
 
+        if (network is ISequenceNetwork trained)
+            trained.Cancellation = default;
         var rowShape = layout?.RowShape ?? new long[] { inputSize };
         byte[] rowGraph;
         using (no_grad())
@@ -155,6 +161,8 @@ internal static class SupervisedTrainer
         private readonly int _width;
 
         public PlaceholderSequenceNetwork(int width) : base(nameof(PlaceholderSequenceNetwork)) => _width = width;
+
+        public CancellationToken Cancellation { get; set; }
 
         public override Tensor forward(Tensor input) => forward(input, null);
 
