@@ -114,6 +114,8 @@ internal sealed class DataViewBatcher
             if (_channels > 0 && buffer.Length % _channels != 0)
                 throw new InvalidOperationException(
                     $"Column '{_features.Name}' row {row} has {buffer.Length} values, which is not a whole number of time steps of {_channels} channels.");
+            if (_channels > 0 && buffer.Length == 0)
+                throw EmptySequence(row);
             longest = Math.Max(longest, buffer.Length);
             row++;
         }
@@ -171,6 +173,8 @@ internal sealed class DataViewBatcher
             if (FeatureSize == 0 && _channels > 0 && values.Length % _channels != 0)
                 throw new InvalidOperationException(
                     $"Column '{_features.Name}' row {row} has {values.Length} values, which is not a whole number of time steps of {_channels} channels.");
+            if (FeatureSize == 0 && _channels > 0 && values.Length == 0)
+                throw EmptySequence(row);
             yield return (values, labelReader?.Invoke(row) ?? 0f);
             row++;
         }
@@ -238,6 +242,10 @@ internal sealed class DataViewBatcher
             }
         }
     }
+
+    // A row without steps has nothing to pool: its masked mean would be 0/0 and turn the batch's loss into NaN.
+    private InvalidOperationException EmptySequence(long row) =>
+        new($"Column '{_features.Name}' row {row} has no time steps (0 values); every sequence row needs at least one step of {_channels} value(s).");
 
     private void CheckFinite(float[] values, long row)
     {

@@ -153,12 +153,13 @@ internal static class OnnxScoringBridge
         if (!batched)
         {
             var padded = g.AddInput(SequencePadding.PaddedColumn, OnnxElementType.Float, layout.PaddedValues);
-            var count = g.AddInput(SequencePadding.CountColumn, OnnxElementType.Int64, 1);
+            // An empty row scores as one all-zero step (the padding's first step), not as a 0/0 pooled mean.
+            var count = g.Node("Max", new[] { g.AddInput(SequencePadding.CountColumn, OnnxElementType.Int64, 1), g.Int64s(c) });
             var own = g.Node("Slice", new[] { padded, g.Int64s(0), count, g.Int64s(0) });
             return g.Node("Reshape", new[] { own, g.Int64s(1, -1, c) });
         }
         var rows = g.Node("Reshape", new[] { g.AddInput(inputName, OnnxElementType.Float, null, null), g.Int64s(0, -1, c) });
-        var steps = g.AddInput(SequenceStepsInput, OnnxElementType.Int64, (long?)null);
+        var steps = g.Node("Max", new[] { g.AddInput(SequenceStepsInput, OnnxElementType.Int64, (long?)null), g.Int64s(1) });
         var length = g.Node("Gather", new[] { g.Node("Shape", new[] { rows }), g.AddInitializer("time_axis", new long[] { 1 }) }, OnnxAttribute.Int("axis", 0));
         var positions = g.Node("Range", new[] { g.AddInitializer("zero", new long[] { 0 }), length, g.AddInitializer("one", new long[] { 1 }) });
         var valid = g.Node("Less", new[] { positions, g.Node("Unsqueeze", new[] { steps, g.Int64s(1) }) });

@@ -63,6 +63,12 @@ internal interface ISequenceBackboneFactory
 
     /// <summary>Parameter groups with names relative to one layer (<c>ssm.</c>); the network prefixes the layer's path.</summary>
     IReadOnlyList<ParameterGroupOptions> LayerParameterGroups { get; }
+
+    /// <summary>
+    /// For each layer of a block, the float values per row and time step that its training forward keeps for the backward
+    /// pass (its intermediate outputs, FFT buffers), for <see cref="SequenceNetwork.TrainingBytes"/>.
+    /// </summary>
+    IReadOnlyList<double> TrainingValuesPerStep(SequenceNetworkShape shape);
 }
 
 /// <summary>What every backbone layer is told about the network around it.</summary>

@@ -215,6 +215,24 @@ internal sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetw
 
     public IEnumerable<SequenceResidualBlock> Blocks => blocks;
 
+    /// <inheritdoc/>
+    public CancellationToken Cancellation { get; set; }
+
+    /// <summary>
+    /// The estimated peak memory of one training step on <paramref name="rows"/> rows of <paramref name="steps"/> time steps:
+    /// 4 bytes × B × L × (Σ over layers of (v + 5H) + C + 2H), where v is the layer's own values per step
+    /// (<see cref="ISequenceBackboneFactory.TrainingValuesPerStep"/>), 5H its residual block's dropout mask and output, sum
+    /// and normalisation, and C + 2H the input, encoder output and pooling. Parameters, gradients and optimizer state have
+    /// no B·L factor and are left out; the backward's transient gradients keep the peak within about twice this.
+    /// </summary>
+    public static double TrainingBytes(ISequenceBackboneFactory backbone, SequenceNetworkShape shape, int layers, int channels, long rows, long steps)
+    {
+        double perStep = channels + 2.0 * shape.Width;
+        foreach (double values in backbone.TrainingValuesPerStep(shape))
+            perStep += layers * (values + 5.0 * shape.Width);
+        return sizeof(float) * (double)rows * steps * perStep;
+    }
+
     public override Tensor forward(Tensor input) => forward(input, null);
 
     public Tensor forward(Tensor input, Tensor? lengths)
@@ -230,7 +248,10 @@ internal sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetw
     {
         var h = encoder.forward(input);
         foreach (var block in blocks)
+        {
+            Cancellation.ThrowIfCancellationRequested();
             h = block.forward(h, mask);
+        }
         return final_norm is null ? h : final_norm.forward(h, mask);
     }
 

@@ -20,6 +20,7 @@ public sealed class SequenceStreamingPredictor : IDisposable
     private readonly SequenceNetwork _network;
     private readonly PredictionKind _kind;
     private SequenceStreamState _state;
+    private float[]? _lastScore;
 
     /// <summary>Starts an empty stream for <paramref name="model"/>.</summary>
     /// <param name="model">A model trained by <see cref="SequenceTrainer"/> without <see cref="SequenceTrainer.Options.Bidirectional"/>.</param>
@@ -50,10 +51,16 @@ public sealed class SequenceStreamingPredictor : IDisposable
     }
 
     /// <summary>Consumes whole time steps (time-major, a multiple of <see cref="Channels"/> values) and returns the score after the last.</summary>
+    /// <remarks>
+    /// No values consume nothing and return the score of the stream so far; before any step that is the score of one
+    /// all-zero step, which is also how the exported model scores an empty row.
+    /// </remarks>
     public float[] Append(ReadOnlySpan<float> timeSteps)
     {
-        if (timeSteps.Length == 0 || timeSteps.Length % Channels != 0)
-            throw new ArgumentOutOfRangeException(nameof(timeSteps), timeSteps.Length, $"Expected a positive multiple of {Channels} value(s) (whole time steps); got {timeSteps.Length}.");
+        if (timeSteps.Length % Channels != 0)
+            throw new ArgumentOutOfRangeException(nameof(timeSteps), timeSteps.Length, $"Expected a multiple of {Channels} value(s) (whole time steps); got {timeSteps.Length}.");
+        if (timeSteps.Length == 0)
+            return (_lastScore ??= ZeroStepScore()).ToArray();
         for (int i = 0; i < timeSteps.Length; i++)
         {
             if (!float.IsFinite(timeSteps[i]))
@@ -67,8 +74,8 @@ public sealed class SequenceStreamingPredictor : IDisposable
         Tensor output = steps;
         for (long t = 0; t < steps.shape[0]; t++)
             output = _state.Step(steps[t]).Output;
-        var score = _kind == PredictionKind.MulticlassClassification ? nn.functional.softmax(output, 1) : output;
-        return score.cpu().to(ScalarType.Float32).data<float>().ToArray();
+        _lastScore = Score(output);
+        return _lastScore.ToArray();
     }
 
     /// <summary>Forgets the stream: the next step starts a new sequence.</summary>
@@ -76,6 +83,22 @@ public sealed class SequenceStreamingPredictor : IDisposable
     {
         _state.Dispose();
         _state = _network.CreateStreamState(1);
+        _lastScore = null;
+    }
+
+    private float[] ZeroStepScore()
+    {
+        var device = _network.parameters().First().device;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var state = _network.CreateStreamState(1);
+        return Score(state.Step(zeros(new long[] { 1, Channels }, device: device)).Output);
+    }
+
+    private float[] Score(Tensor output)
+    {
+        var score = _kind == PredictionKind.MulticlassClassification ? nn.functional.softmax(output, 1) : output;
+        return score.cpu().to(ScalarType.Float32).data<float>().ToArray();
     }
 
     /// <summary>Frees the recurrent state (not the model).</summary>

@@ -28,10 +28,16 @@ namespace Microsoft.ML.Hazy.Sequence;
 /// the pooled features nor (bidirectional) layers. After training, the exported graph applies each layer's
 /// fixed kernel as a convolution; a variable-length model accepts rows of up to
 /// <see cref="Options.MaximumLength"/> steps (default: the longest training row). A causal model can also
-/// score a live stream one step at a time with <see cref="SequenceStreamingPredictor"/>.
+/// score a live stream one step at a time with <see cref="SequenceStreamingPredictor"/>. A variable-length row with no
+/// time steps is refused in training (naming its row) and scores as a sequence of one all-zero step.
+///
+/// Before the first step the trainer estimates the memory of one batch (<c>BatchSize</c> rows of the longest row's length;
+/// the activations each layer keeps for the backward pass, S4D's FFT buffers of length 2L) and refuses a configuration
+/// that needs more than the memory available.
 ///
 /// Training is deterministic for a given seed, runs on the GPU given by `MLContext.GpuDeviceId` when a CUDA
-/// runtime is present, reports each epoch to `MLContext.Log` and can be cancelled.
+/// runtime is present, reports each epoch to `MLContext.Log` and can be cancelled: the network checks
+/// `CancellationToken` before each layer, so cancelling takes effect within a long step.
 /// ]]></format>
 /// </remarks>
 public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
@@ -134,7 +140,8 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
         var shape = new SequenceNetworkShape(_options.ModelDimension, _options.DropoutRate, _options.Bidirectional, _options.MonarchBlocks);
         return SupervisedTrainer.Fit(_env, "Hazy.Sequence." + _options.Backbone, _options.WithLayerGroups(backbone.LayerParameterGroups), _kind, input,
             (channels, outputs) => new SequenceNetwork(channels, outputs, _options.NumberOfLayers, shape, _options.Normalization, _options.PreNorm, backbone),
-            sequence: new SequenceInput(_options.Channels, _options.MaximumLength));
+            sequence: new SequenceInput(_options.Channels, _options.MaximumLength,
+                (rows, steps) => SequenceNetwork.TrainingBytes(backbone, shape, _options.NumberOfLayers, _options.Channels, rows, steps)));
     }
 
     /// <summary>The output schema, checked against the input columns, before any training.</summary>

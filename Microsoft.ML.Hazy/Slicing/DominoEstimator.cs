@@ -26,6 +26,9 @@ namespace Microsoft.ML.Hazy.Slicing;
 /// | `SliceProbabilities` | vector of Single, one per slice | P(component of slice j \| row), as in the reference: the columns of the selected components, so rows need not sum to 1 |
 /// | `Slice` | key of the slice count, its values the slice indices as text ("0", "1", …) | the slice with the largest probability |
 ///
+/// Fitting refuses embeddings holding NaN or infinities (naming the column, row and slot); at scoring such a row gets NaN
+/// slice probabilities and a missing `Slice` key. Finite embeddings of any magnitude are fitted (the PCA scales each column).
+///
 /// The model: component s has weight π_s, a diagonal Gaussian N(μ_s, Σ_s) over the (PCA-reduced) embedding, and
 /// categorical distributions p_s of the label and p̂_s of the prediction. EM maximises
 /// Σ_i log Σ_s π_s N(z_i; μ_s, Σ_s) (y_i·p_s)^γ (ŷ_i·p̂_s)^γ̂ with soft labels and predictions plugged in, and the
@@ -109,7 +112,7 @@ public sealed class DominoEstimator : IEstimator<DominoTransformer>
         /// <summary>Seed of the initialisation; when null, drawn from the MLContext's random source.</summary>
         public int? Seed;
 
-        /// <summary>Cancels fitting between EM iterations.</summary>
+        /// <summary>Cancels fitting: while reading rows, within the PCA (per block of rows and per eigen-decomposition sweep) and between EM iterations.</summary>
         public CancellationToken CancellationToken;
     }
 

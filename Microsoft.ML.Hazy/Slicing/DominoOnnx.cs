@@ -25,7 +25,8 @@ internal static class DominoOnnx
 
     /// <summary>
     /// The graph. Per row (what ML.NET's <c>OnnxTransformer</c> runs) the inputs are 1-D and the outputs are the slice
-    /// probabilities [slices] and the slice index [1]; batched, every input and output has a leading batch dimension.
+    /// probabilities [slices] and the slice index [1]; batched, every input and output has a leading batch dimension. A row
+    /// whose embedding is not finite gets NaN probabilities and slice index −1.
     /// </summary>
     public static byte[] Build(DominoModelParameters model, DominoGraphSpec spec, bool batched)
     {
@@ -75,6 +76,9 @@ internal static class DominoOnnx
             OnnxAttribute.Int("axis", 1));
         var probabilities = g.Node("Cast", new[] { selected }, OnnxAttribute.Int("to", OnnxFloat));
         var slice = g.Node("ArgMax", new[] { selected }, OnnxAttribute.Int("axis", 1), OnnxAttribute.Int("keepdims", 1));
+        // A NaN or infinite embedding makes every probability NaN, where ArgMax would still name slice 0; index −1 maps to no key.
+        var undefined = g.Node("IsNaN", new[] { g.Node("ReduceSum", new[] { selected, g.Int64s(1) }, OnnxAttribute.Int("keepdims", 1)) });
+        slice = g.Node("Where", new[] { undefined, g.Int64s(-1), slice });
 
         int slices = model.SliceComponentIndices.Length;
         if (batched)

@@ -17,6 +17,8 @@ namespace Microsoft.ML.Hazy.Slicing;
 /// | -- | -- |
 /// | `SliceProbabilities` | vector of Single, one per slice |
 /// | `Slice` | key whose values are the slice indices as text: "0" … "n−1" |
+///
+/// A row whose embedding holds NaN or an infinity gets NaN slice probabilities and a missing `Slice` key (0), not a slice.
 /// ]]></format>
 /// </remarks>
 public sealed class DominoTransformer : ITransformer, ICanSaveModel
@@ -90,7 +92,7 @@ public sealed class DominoTransformer : ITransformer, ICanSaveModel
     /// Writes the slicer as an ONNX file with a leading batch dimension: inputs the embedding column and, when scoring uses
     /// them, <c>__DominoLabelVector</c> (the label as a float vector: one-hot of a key, or the scalar value) and the prediction
     /// (a probability vector, or <c>__DominoPredictionVector</c> holding a binary probability); outputs the slice
-    /// probabilities and the int64 slice index under the output column names.
+    /// probabilities and the int64 slice index under the output column names (−1 for a row whose embedding is not finite).
     /// </summary>
     public void SaveAsOnnx(Stream stream)
     {

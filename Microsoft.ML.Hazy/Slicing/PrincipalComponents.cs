@@ -52,7 +52,7 @@ internal sealed class PrincipalComponents
         for (int j = 0; j < d * d; j++)
             cov[j] *= scale;
 
-        var (values, vectors) = SymmetricEigen.Decompose(cov, d);
+        var (values, vectors) = SymmetricEigen.Decompose(cov, d, cancellation);
         var components = new double[count * d];
         Array.Copy(vectors, components, count * d);
         for (int c = 0; c < count; c++)
@@ -74,8 +74,22 @@ internal sealed class PrincipalComponents
     /// The scatter matrix Σ_i (x_i − mean)(x_i − mean)ᵀ (row-major d×d). Blocks of rows are centred and transposed so
     /// that every entry is one contiguous dot product; entry (j, l) always sums its blocks in the same order.
     /// </summary>
+    /// <remarks>
+    /// The float products run on each column divided by a power of two at or above its largest deviation, and entry (j, l)
+    /// is multiplied back in double: finite embeddings of any size (1e30, whose squares overflow float) give a finite
+    /// scatter, and a power of two changes no rounding, so ordinary embeddings give the same bits as unscaled products.
+    /// </remarks>
     public static double[] Scatter(float[] data, int n, int d, double[] mean, CancellationToken cancellation = default)
     {
+        var scale = new double[d];
+        for (int i = 0; i < n; i++)
+        {
+            var row = data.AsSpan(i * d, d);
+            for (int j = 0; j < d; j++)
+                scale[j] = Math.Max(scale[j], Math.Abs(row[j] - mean[j]));
+        }
+        for (int j = 0; j < d; j++)
+            scale[j] = scale[j] > 0 ? Math.ScaleB(1.0, Math.ILogB(scale[j]) + 1) : 1;
         var cov = new double[d * d];
         var block = new float[d * BlockRows];
         for (int start = 0; start < n; start += BlockRows)
@@ -86,7 +100,7 @@ internal sealed class PrincipalComponents
             {
                 var row = data.AsSpan((start + r) * d, d);
                 for (int j = 0; j < d; j++)
-                    block[j * BlockRows + r] = (float)(row[j] - mean[j]);
+                    block[j * BlockRows + r] = (float)((row[j] - mean[j]) / scale[j]);
             }
             Parallel.For(0, d, j =>
             {
@@ -97,8 +111,10 @@ internal sealed class PrincipalComponents
             });
         }
         for (int j = 0; j < d; j++)
-            for (int l = j + 1; l < d; l++)
-                cov[l * d + j] = cov[j * d + l];
+        {
+            for (int l = j; l < d; l++)
+                cov[l * d + j] = cov[j * d + l] *= scale[j] * scale[l];
+        }
         return cov;
     }
 

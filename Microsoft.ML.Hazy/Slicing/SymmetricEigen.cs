@@ -12,7 +12,8 @@ internal static class SymmetricEigen
     /// </summary>
     /// <param name="matrix">Row-major symmetric matrix; it is overwritten.</param>
     /// <param name="n">The order of the matrix.</param>
-    public static (double[] Values, double[] Vectors) Decompose(double[] matrix, int n)
+    /// <param name="cancellation">Checked before each Householder reflection and each QR sweep.</param>
+    public static (double[] Values, double[] Vectors) Decompose(double[] matrix, int n, CancellationToken cancellation = default)
     {
         if (matrix.Length != n * n)
             throw new ArgumentException($"Expected {n * n} values for a {n}×{n} matrix; found {matrix.Length}.", nameof(matrix));
@@ -21,8 +22,8 @@ internal static class SymmetricEigen
             qt[i * n + i] = 1;
         var diag = new double[n];
         var off = new double[Math.Max(n - 1, 0)];
-        Tridiagonalize(matrix, n, qt, diag, off);
-        DiagonalizeTridiagonal(diag, off, qt, n);
+        Tridiagonalize(matrix, n, qt, diag, off, cancellation);
+        DiagonalizeTridiagonal(diag, off, qt, n, cancellation);
 
         var order = Enumerable.Range(0, n).OrderByDescending(i => diag[i]).ThenBy(i => i).ToArray();
         var values = new double[n];
@@ -37,12 +38,13 @@ internal static class SymmetricEigen
     }
 
     // A = Q T Qᵀ with T tridiagonal, by Householder reflections H = I − β v vᵀ applied as a symmetric rank-2 update.
-    private static void Tridiagonalize(double[] a, int n, double[] qt, double[] diag, double[] off)
+    private static void Tridiagonalize(double[] a, int n, double[] qt, double[] diag, double[] off, CancellationToken cancellation)
     {
         var v = new double[n];
         var p = new double[n];
         for (int k = 0; k < n - 2; k++)
         {
+            cancellation.ThrowIfCancellationRequested();
             int start = k + 1, len = n - start;
             double norm = 0;
             for (int i = 0; i < len; i++)
@@ -112,7 +114,7 @@ internal static class SymmetricEigen
     }
 
     // Implicit symmetric QR on the tridiagonal (diag, off), chasing the bulge with Givens rotations J (T ← J T Jᵀ, Qᵀ ← J Qᵀ).
-    private static void DiagonalizeTridiagonal(double[] d, double[] e, double[] qt, int n)
+    private static void DiagonalizeTridiagonal(double[] d, double[] e, double[] qt, int n, CancellationToken cancellation)
     {
         int maxSteps = 60 * Math.Max(n, 1);
         int steps = 0;
@@ -128,6 +130,7 @@ internal static class SymmetricEigen
             int begin = end - 1;
             while (begin > 0 && Math.Abs(e[begin - 1]) > 1e-15 * (Math.Abs(d[begin - 1]) + Math.Abs(d[begin])))
                 begin--;
+            cancellation.ThrowIfCancellationRequested();
             if (++steps > maxSteps)
                 throw new InvalidOperationException($"The symmetric eigen-decomposition of a {n}×{n} matrix did not converge; the matrix may hold NaN or infinite values.");
 

@@ -109,7 +109,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     /// <remarks>
     /// A sequence model reads the flat time-major rows [batch, L·C]. A variable-length one reads rows zero-padded
     /// to the longest of the batch, [batch, T·C], and a second input <c>Steps</c> (int64 [batch]) with each row's
-    /// number of time steps.
+    /// number of time steps; a row of 0 steps scores as one all-zero step (the padded batch needs at least one step).
     /// ML.NET's <c>mlContext.Model.ConvertToOnnx</c> cannot export the <c>OnnxTransformer</c> the scoring chain wraps and
     /// throws <see cref="InvalidOperationException"/> for this model; this method is its ONNX export.
     /// </remarks>

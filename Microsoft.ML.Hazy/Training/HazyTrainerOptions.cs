@@ -119,7 +119,7 @@ public abstract class HazyTrainerOptions
     /// <summary>Seed for weights, dropout and shuffling; null draws one from the <see cref="MLContext"/> seed.</summary>
     public int? Seed;
 
-    /// <summary>Cancels training between optimizer steps with an <see cref="OperationCanceledException"/>.</summary>
+    /// <summary>Cancels training between optimizer steps (and, for sequence trainers, between layers) with an <see cref="OperationCanceledException"/>.</summary>
     public CancellationToken CancellationToken;
 
     /// <summary>Receives a report after every step and epoch (a progress bar, say); may be null.</summary>

@@ -9,7 +9,11 @@ namespace Microsoft.ML.Hazy.Training;
 /// </summary>
 /// <param name="Channels">Values per time step.</param>
 /// <param name="MaximumLength">For variable-length data, the most time steps the exported model accepts; 0 takes the longest training row.</param>
-internal sealed record SequenceInput(int Channels, int MaximumLength);
+/// <param name="TrainingBytes">
+/// The estimated memory of one training step of (rows, time steps), checked against the memory available before the first
+/// step (<see cref="MemoryBudget"/>); null skips the check.
+/// </param>
+internal sealed record SequenceInput(int Channels, int MaximumLength, Func<long, long, double>? TrainingBytes = null);
 
 /// <summary>
 /// The sequence shape a trained model was exported for. <see cref="Length"/> is the fixed number of
@@ -36,6 +40,12 @@ internal interface ISequenceNetwork
 {
     /// <summary>Outputs [B, outputs] from <paramref name="input"/> [B, L, C] and <paramref name="lengths"/> (int64 [B]; null when no row is padded).</summary>
     Tensor forward(Tensor input, Tensor? lengths);
+
+    /// <summary>
+    /// Checked before each layer of <see cref="forward"/>, so cancelling takes effect within a long step. The trainer sets it
+    /// to <see cref="HazyTrainerOptions.CancellationToken"/> for the duration of training and clears it afterwards.
+    /// </summary>
+    CancellationToken Cancellation { get; set; }
 
     /// <summary>
     /// Adds the evaluation-mode network on <paramref name="input"/> [B, L, C] (L at most <paramref name="maxLength"/>)

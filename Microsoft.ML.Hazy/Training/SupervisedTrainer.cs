@@ -35,6 +35,8 @@ internal static class SupervisedTrainer
         var labelKind = LabelKindOf(kind);
         var train = new DataViewBatcher(input, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0);
         var layout = sequence is null ? null : Layout(train, sequence);
+        if (sequence?.TrainingBytes is { } trainingBytes)
+            MemoryBudget.CheckSequenceStep(trainingBytes, options, train, sequence.Channels);
         int inputSize = sequence?.Channels ?? train.FeatureSize;
         LabelKeyValues? labels = null;
         int outputs = 1;
@@ -67,6 +69,8 @@ internal static class SupervisedTrainer
             TrainingRandom.Initialize(network, generator);
         TrainingRandom.UseGenerator(network, generator);
         network.to(device);
+        if (network is ISequenceNetwork cancellable)
+            cancellable.Cancellation = options.CancellationToken;
         TrainingSummary summary;
         if (networkSwitch is { } sw && sw.AfterEpochs > 0 && sw.AfterEpochs < options.NumberOfEpochs)
         {
@@ -88,6 +92,8 @@ internal static class SupervisedTrainer
         }
         TrainingRandom.UseGenerator(network, null);
 
+        if (network is ISequenceNetwork trained)
+            trained.Cancellation = default;
         var rowShape = layout?.RowShape ?? new long[] { inputSize };
         byte[] rowGraph;
         using (no_grad())
@@ -163,6 +169,8 @@ internal static class SupervisedTrainer
         private readonly int _width;
 
         public PlaceholderSequenceNetwork(int width) : base(nameof(PlaceholderSequenceNetwork)) => _width = width;
+
+        public CancellationToken Cancellation { get; set; }
 
         public override Tensor forward(Tensor input) => forward(input, null);
 

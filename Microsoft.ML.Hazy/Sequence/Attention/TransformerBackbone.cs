@@ -41,6 +41,15 @@ internal sealed class TransformerBackbone : ISequenceBackboneFactory
 
     public IReadOnlyList<ParameterGroupOptions> LayerParameterGroups => Array.Empty<ParameterGroupOptions>();
 
+    /// <remarks>
+    /// Attention 17H: q, k, v projections and their per-head copies (6H), the rotary products, sums and concatenation of
+    /// q and k (8H), the output, its transposed copy and projection (3H); FlashAttention keeps only a log-sum-exp per head
+    /// and step, no L × L scores. Feed-forward (4m + 1)H with m the multiplier: the up projection, GELU, dropout mask and
+    /// output (4mH), the down projection (H).
+    /// </remarks>
+    public IReadOnlyList<double> TrainingValuesPerStep(SequenceNetworkShape shape) =>
+        new[] { 17.0 * shape.Width, (4.0 * _options.FeedForwardMultiplier + 1) * shape.Width };
+
     public IReadOnlyList<nn.Module<Tensor, Tensor>> CreateLayers(int index, SequenceNetworkShape shape)
     {
         _options.Validate(shape.Width);

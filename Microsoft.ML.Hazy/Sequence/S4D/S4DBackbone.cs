@@ -20,6 +20,13 @@ internal sealed class S4DBackbone : ISequenceBackboneFactory
 
     public IReadOnlyList<ParameterGroupOptions> LayerParameterGroups { get; }
 
+    /// <remarks>
+    /// 17H: the masked input and its contiguous transpose (2H), rfft of length 2L (L + 1 complex values: 2H), its product
+    /// with the kernel's spectrum (2H), irfft of length 2L (2H), the D·u term and sum (2H), GELU (H), dropout mask and
+    /// output (3H), the 2H-wide output projection (2H) and GLU (H). The kernel itself has no batch factor.
+    /// </remarks>
+    public IReadOnlyList<double> TrainingValuesPerStep(SequenceNetworkShape shape) => new[] { 17.0 * shape.Width };
+
     public IReadOnlyList<nn.Module<Tensor, Tensor>> CreateLayers(int index, SequenceNetworkShape shape)
     {
         var layer = new S4DLayer(shape.Width, _options, shape.Dropout, shape.Bidirectional, shape.MonarchBlocks);
