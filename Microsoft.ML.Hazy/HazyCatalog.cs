@@ -243,8 +243,11 @@ namespace Microsoft.ML.Hazy
     /// </summary>
     public sealed class HazyCatalog
     {
+        private readonly MLContext _mlContext;
+
         internal HazyCatalog(MLContext mlContext)
         {
+            _mlContext = mlContext;
             Environment = HazyEnvironment.From(mlContext);
             MulticlassClassification = new TaskTrainers(Environment, PredictionKind.MulticlassClassification);
             BinaryClassification = new TaskTrainers(Environment, PredictionKind.BinaryClassification);
@@ -269,6 +272,17 @@ namespace Microsoft.ML.Hazy
 
         /// <summary>Attribution methods and their evaluation.</summary>
         public InterpretationCatalog Interpretation { get; }
+
+        /// <summary>
+        /// Loads a model saved with <c>mlContext.Model.Save</c>, as <c>mlContext.Model.Load</c> does; when an ONNX graph
+        /// inside the file does not load, the exception names the file and the zip entry that holds the graph.
+        /// </summary>
+        /// <param name="filePath">The model file (a zip written by <c>mlContext.Model.Save</c>).</param>
+        /// <param name="inputSchema">The input schema the model was saved with.</param>
+        /// <returns>The loaded model.</returns>
+        /// <exception cref="InvalidDataException">An ONNX graph in the file does not load; the message names the file and the entry.</exception>
+        public ITransformer LoadModel(string filePath, out DataViewSchema inputSchema) =>
+            SavedModelDiagnostics.Load(_mlContext, filePath, out inputSchema);
 
         /// <summary>The trainers for one task.</summary>
         public sealed class TaskTrainers

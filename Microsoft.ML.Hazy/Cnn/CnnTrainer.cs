@@ -81,7 +81,7 @@ public sealed class CnnTrainer : IEstimator<HazyPredictionTransformer>
         Positive(options.Stride, "Stride");
         if (options.Padding < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.Padding, "Options.Padding must be 0 or positive.");
-        if (options.DropoutRate < 0 || options.DropoutRate >= 1)
+        if (!(options.DropoutRate >= 0 && options.DropoutRate < 1))
             throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
         if ((long)options.Channels * options.Height * options.Width > int.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(options), "Options.Channels·Height·Width is too large.");

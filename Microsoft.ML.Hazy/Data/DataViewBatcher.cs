@@ -57,9 +57,11 @@ internal sealed class DataViewBatcher
     private readonly LabelKind _labelKind;
     private readonly int _channels;
     private readonly bool _checkFinite;
+    private readonly string _where;
 
+    /// <summary>Reads <paramref name="data"/>; <paramref name="dataName"/> names it in error messages ("validation set"), null for the training data.</summary>
     public DataViewBatcher(IDataView data, string featureColumn, string? labelColumn, LabelKind labelKind,
-        int channels = 0, bool checkFinite = true)
+        int channels = 0, bool checkFinite = true, string? dataName = null)
     {
         _data = data ?? throw new ArgumentNullException(nameof(data));
         _features = SchemaChecks.FloatVectorColumn(data.Schema, featureColumn, requireKnownSize: channels == 0);
@@ -74,6 +76,7 @@ internal sealed class DataViewBatcher
             _labelKind = labelKind;
         }
         _checkFinite = checkFinite;
+        _where = dataName is null ? "" : $" of the {dataName}";
     }
 
     /// <summary>Values per row; 0 for a variable-size column.</summary>
@@ -113,7 +116,7 @@ internal sealed class DataViewBatcher
             getter(ref buffer);
             if (_channels > 0 && buffer.Length % _channels != 0)
                 throw new InvalidOperationException(
-                    $"Column '{_features.Name}' row {row} has {buffer.Length} values, which is not a whole number of time steps of {_channels} channels.");
+                    $"Column '{_features.Name}' row {row}{_where} has {buffer.Length} values, which is not a whole number of time steps of {_channels} channels.");
             if (_channels > 0 && buffer.Length == 0)
                 throw EmptySequence(row);
             longest = Math.Max(longest, buffer.Length);
@@ -138,8 +141,10 @@ internal sealed class DataViewBatcher
         if (shuffleSeed is int seed && !_data.CanShuffle)
             rows = PoolShuffle(rows, new Random(seed));
 
-        var features = new List<float[]>(batchSize);
-        var labels = new List<float>(batchSize);
+        // The lists grow to the batch, so a batch size beyond the row count allocates only what the rows need.
+        int capacity = Math.Min(batchSize, ShufflePoolSize);
+        var features = new List<float[]>(capacity);
+        var labels = new List<float>(capacity);
         foreach (var (x, y) in rows)
         {
             features.Add(x);
@@ -155,6 +160,10 @@ internal sealed class DataViewBatcher
             yield return MakeBatch(features, labels, device);
     }
 
+    /// <summary>
+    /// The rows with their checks. A random-order cursor's position is not the row's index, so a check that
+    /// fails there is reported again by a pass in cursor order, which names the first bad row by its index.
+    /// </summary>
     private IEnumerable<(float[] Features, float Label)> ReadRows(Random? rand)
     {
         var columns = _label is { } l ? new[] { _features, l } : new[] { _features };
@@ -165,17 +174,30 @@ internal sealed class DataViewBatcher
         long row = 0;
         while (cursor.MoveNext())
         {
-            featureGetter(ref buffer);
-            var values = new float[buffer.Length];
-            buffer.CopyTo(values);
-            if (_checkFinite)
-                CheckFinite(values, row);
-            if (FeatureSize == 0 && _channels > 0 && values.Length % _channels != 0)
-                throw new InvalidOperationException(
-                    $"Column '{_features.Name}' row {row} has {values.Length} values, which is not a whole number of time steps of {_channels} channels.");
-            if (FeatureSize == 0 && _channels > 0 && values.Length == 0)
-                throw EmptySequence(row);
-            yield return (values, labelReader?.Invoke(row) ?? 0f);
+            float[] values;
+            float label;
+            try
+            {
+                featureGetter(ref buffer);
+                values = new float[buffer.Length];
+                buffer.CopyTo(values);
+                if (_checkFinite)
+                    CheckFinite(values, row);
+                if (FeatureSize == 0 && _channels > 0 && values.Length % _channels != 0)
+                    throw new InvalidOperationException(
+                        $"Column '{_features.Name}' row {row}{_where} has {values.Length} values, which is not a whole number of time steps of {_channels} channels.");
+                if (FeatureSize == 0 && _channels > 0 && values.Length == 0)
+                    throw EmptySequence(row);
+                label = labelReader?.Invoke(row) ?? 0f;
+            }
+            catch (InvalidOperationException) when (rand != null)
+            {
+                foreach (var _ in ReadRows(null))
+                {
+                }
+                throw;
+            }
+            yield return (values, label);
             row++;
         }
     }
@@ -214,7 +236,7 @@ internal sealed class DataViewBatcher
                 {
                     getter(ref v);
                     if (v == 0)
-                        throw new InvalidOperationException($"Column '{column.Name}' row {row} has a missing key value (0); every training row needs a class.");
+                        throw new InvalidOperationException($"Column '{column.Name}' row {row}{_where} has a missing key value (0); every training row needs a class.");
                     return v - 1;
                 };
             }
@@ -236,7 +258,7 @@ internal sealed class DataViewBatcher
                 {
                     getter(ref v);
                     if (!float.IsFinite(v))
-                        throw new InvalidOperationException($"Column '{column.Name}' row {row} has the non-finite label {v}.");
+                        throw new InvalidOperationException($"Column '{column.Name}' row {row}{_where} has the non-finite label {v}.");
                     return v;
                 };
             }
@@ -245,7 +267,7 @@ internal sealed class DataViewBatcher
 
     // A row without steps has nothing to pool: its masked mean would be 0/0 and turn the batch's loss into NaN.
     private InvalidOperationException EmptySequence(long row) =>
-        new($"Column '{_features.Name}' row {row} has no time steps (0 values); every sequence row needs at least one step of {_channels} value(s).");
+        new($"Column '{_features.Name}' row {row}{_where} has no time steps (0 values); every sequence row needs at least one step of {_channels} value(s).");
 
     private void CheckFinite(float[] values, long row)
     {
@@ -253,7 +275,7 @@ internal sealed class DataViewBatcher
         {
             if (!float.IsFinite(values[i]))
                 throw new InvalidOperationException(
-                    $"Column '{_features.Name}' row {row} slot {i} is {values[i]}; expected finite values (NaN and infinity are not allowed).");
+                    $"Column '{_features.Name}' row {row}{_where} slot {i} is {values[i]}; expected finite values (NaN and infinity are not allowed).");
         }
     }
 

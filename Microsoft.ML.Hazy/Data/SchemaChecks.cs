@@ -20,8 +20,9 @@ internal static class SchemaChecks
         if (column.Type is not VectorDataViewType vector || vector.ItemType != NumberDataViewType.Single
             || (requireKnownSize && !vector.IsKnownSize) || (expectedSize is int size && vector.Size != size))
         {
+            string found = column.Type is VectorDataViewType { IsKnownSize: false } ? $"{column.Type}, a variable-size vector" : $"{column.Type}";
             throw new ArgumentOutOfRangeException(nameof(schema),
-                $"Column '{name}' has type {column.Type}; expected {expected}.");
+                $"Column '{name}' has type {found}; expected {expected}.");
         }
         return column;
     }

@@ -10,7 +10,8 @@ namespace Microsoft.ML.Hazy.Data;
 /// A file is a header of <c>#</c> comments and <c>@</c> tags (<c>@problemName</c>, <c>@univariate</c>,
 /// <c>@dimensions</c>, <c>@equalLength</c>, <c>@seriesLength</c>, <c>@classLabel true</c> followed by the labels,
 /// then <c>@data</c>), then one case per line: channels separated by <c>:</c>, values by <c>,</c>, the class
-/// label last. A missing value <c>?</c> reads as NaN. Time stamps and regression targets are not supported.
+/// label last. A missing value <c>?</c> reads as NaN; a value written as NaN or infinity, or beyond the range of
+/// <see cref="float"/>, is an error. Time stamps and regression targets are not supported.
 /// </remarks>
 public static class UcrTimeSeries
 {
@@ -312,6 +313,12 @@ public static class UcrTimeSeries
             if (!float.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out float value))
             {
                 throw Error($"'{token}' at channel {channel + 1}, time step {step + 1} is not a number or '?'.");
+            }
+
+            // float.TryParse accepts NaN and infinity in any case, and gives infinity for a value beyond float's range.
+            if (!float.IsFinite(value))
+            {
+                throw Error($"'{token}' at channel {channel + 1}, time step {step + 1} is not a finite number within float's range; only '?' marks a missing value.");
             }
 
             return value;

@@ -69,7 +69,7 @@ public sealed class MlpTrainer : IEstimator<HazyPredictionTransformer>
         _kind = kind;
         if (options.HiddenLayers is null || options.HiddenLayers.Any(w => w <= 0))
             throw new ArgumentOutOfRangeException(nameof(options), "Options.HiddenLayers must list positive widths (it may be empty for a linear model).");
-        if (options.DropoutRate < 0 || options.DropoutRate >= 1)
+        if (!(options.DropoutRate >= 0 && options.DropoutRate < 1))
             throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
         if (options.MonarchBlocks < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.MonarchBlocks, "Options.MonarchBlocks must be 0 (dense) or a positive block count.");

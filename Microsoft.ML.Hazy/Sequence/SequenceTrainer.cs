@@ -123,7 +123,7 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
             throw new ArgumentOutOfRangeException(nameof(options), options.ModelDimension, "Options.ModelDimension must be positive.");
         if (options.NumberOfLayers <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.NumberOfLayers, "Options.NumberOfLayers must be positive.");
-        if (options.DropoutRate < 0 || options.DropoutRate >= 1)
+        if (!(options.DropoutRate >= 0 && options.DropoutRate < 1))
             throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
         if (options.MonarchBlocks < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.MonarchBlocks, "Options.MonarchBlocks must be 0 (dense) or a positive block count.");

@@ -85,17 +85,28 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => ScoringChain.GetOutputSchema(inputSchema);
 
     /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => ((ITransformer)ScoringChain).GetRowToRowMapper(inputSchema);
+    /// <remarks>A <c>PredictionEngine</c> scores through this mapper, so it checks the feature column as <see cref="Transform"/> does.</remarks>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        CheckFeatureColumn(inputSchema);
+        return ((ITransformer)ScoringChain).GetRowToRowMapper(inputSchema);
+    }
 
     /// <inheritdoc/>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        if (Sequence is { IsVariableLength: true })
-            SchemaChecks.FloatVectorColumn(input.Schema, FeatureColumnName, requireKnownSize: false);
-        else
-            SchemaChecks.FloatVectorColumn(input.Schema, FeatureColumnName, requireKnownSize: true, expectedSize: (int)RowShape.Aggregate(1L, (a, b) => a * b));
+        CheckFeatureColumn(input.Schema);
         return ScoringChain.Transform(input);
+    }
+
+    private void CheckFeatureColumn(DataViewSchema schema)
+    {
+        if (Sequence is { IsVariableLength: true })
+            SchemaChecks.FloatVectorColumn(schema, FeatureColumnName, requireKnownSize: false);
+        else
+            SchemaChecks.FloatVectorColumn(schema, FeatureColumnName, requireKnownSize: true, expectedSize: (int)RowShape.Aggregate(1L, (a, b) => a * b));
     }
 
     /// <summary>Saves the standard ML.NET chain; loading it needs no Hazy API.</summary>

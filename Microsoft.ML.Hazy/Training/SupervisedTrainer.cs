@@ -50,7 +50,7 @@ internal static class SupervisedTrainer
         DataViewBatcher? validation = null;
         if (options.ValidationSet is { } valid)
         {
-            validation = new DataViewBatcher(valid, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0);
+            validation = new DataViewBatcher(valid, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0, dataName: "validation set");
             if (validation.FeatureSize != train.FeatureSize)
                 throw new ArgumentOutOfRangeException(nameof(options),
                     $"Column '{options.FeatureColumnName}' of the validation set has {SizeText(validation.FeatureSize)} values per row; expected {SizeText(train.FeatureSize)} as in the training data.");

@@ -51,7 +51,8 @@ internal static class TrainingLoop
         long rows = train.CountRows();
         if (rows == 0)
             throw new InvalidOperationException("The training data is empty: no rows to train on.");
-        int stepsPerEpoch = (int)((rows + options.BatchSize - 1) / options.BatchSize);
+        int batchSize = (int)Math.Min(options.BatchSize, rows);
+        int stepsPerEpoch = (int)((rows + batchSize - 1) / batchSize);
         long totalSteps = (long)stepsPerEpoch * options.NumberOfEpochs;
         long warmupSteps = (long)Math.Round(options.WarmupFraction * totalSteps);
 
@@ -74,7 +75,7 @@ internal static class TrainingLoop
                 double lossSum = 0;
                 long seen = 0;
                 int stepInEpoch = 0;
-                foreach (var batch in train.GetBatches(options.BatchSize, seed + epoch, device))
+                foreach (var batch in train.GetBatches(batchSize, seed + epoch, device))
                 {
                     options.CancellationToken.ThrowIfCancellationRequested();
                     using var scope = NewDisposeScope();
@@ -90,7 +91,7 @@ internal static class TrainingLoop
                     optimizer.Step();
                     double l = loss.item<float>();
                     if (!double.IsFinite(l))
-                        throw new InvalidOperationException($"The training loss became {l} at epoch {epoch}, step {stepInEpoch + 1}; lower the learning rate.");
+                        throw new InvalidOperationException($"The training loss became {l} at epoch {epoch}, step {stepInEpoch + 1}; {NonFiniteLossAdvice(batch, step)}");
                     lossSum += l * batch.Count;
                     seen += batch.Count;
                     step++;
@@ -103,7 +104,7 @@ internal static class TrainingLoop
                 double? validLoss = null, validMetric = null;
                 if (validation != null)
                 {
-                    (validLoss, validMetric) = Evaluate(model, forward, objective, validation, options.BatchSize, device);
+                    (validLoss, validMetric) = Evaluate(model, forward, objective, validation, batchSize, device);
                     if (validLoss < bestLoss)
                     {
                         bestLoss = validLoss.Value;
@@ -226,12 +227,36 @@ internal static class TrainingLoop
             throw new ArgumentOutOfRangeException(nameof(o.BatchSize), o.BatchSize, "BatchSize must be positive.");
         if (!(o.LearningRate > 0) || !double.IsFinite(o.LearningRate))
             throw new ArgumentOutOfRangeException(nameof(o.LearningRate), o.LearningRate, "LearningRate must be a positive number.");
-        if (o.WeightDecay < 0)
-            throw new ArgumentOutOfRangeException(nameof(o.WeightDecay), o.WeightDecay, "WeightDecay must not be negative.");
-        if (o.WarmupFraction < 0 || o.WarmupFraction > 1)
+        if (!(o.WeightDecay >= 0) || !double.IsFinite(o.WeightDecay))
+            throw new ArgumentOutOfRangeException(nameof(o.WeightDecay), o.WeightDecay, "WeightDecay must be a non-negative number.");
+        foreach (var g in o.ParameterGroups)
+        {
+            if (g.WeightDecay is double decay && (!(decay >= 0) || !double.IsFinite(decay)))
+                throw new ArgumentOutOfRangeException(nameof(o.ParameterGroups), decay, $"The WeightDecay of parameter group '{g.NamePrefix}' must be a non-negative number.");
+        }
+        if (!(o.GradientClipNorm >= 0))
+            throw new ArgumentOutOfRangeException(nameof(o.GradientClipNorm), o.GradientClipNorm, "GradientClipNorm must be 0 (no clipping) or a positive number.");
+        if (!(o.WarmupFraction >= 0 && o.WarmupFraction <= 1))
             throw new ArgumentOutOfRangeException(nameof(o.WarmupFraction), o.WarmupFraction, "WarmupFraction must be within [0, 1].");
         if (o.EarlyStoppingPatience < 0)
             throw new ArgumentOutOfRangeException(nameof(o.EarlyStoppingPatience), o.EarlyStoppingPatience, "EarlyStoppingPatience must not be negative.");
+    }
+
+    /// <summary>
+    /// What to do about a loss that is not finite. A floating-point label whose square overflows float32 makes the
+    /// squared error infinite whatever the weights; a loss that is not finite before the first update does not come
+    /// from the learning rate either; otherwise the updates diverged.
+    /// </summary>
+    private static string NonFiniteLossAdvice(TensorBatch batch, long step)
+    {
+        double? largest = batch.Labels is { } y && y.is_floating_point() ? y.abs().max().item<float>() : null;
+        string labels = FormattableString.Invariant($"the largest |label| in the batch is {largest:G3}");
+        if (largest * largest > float.MaxValue)
+            return $"{labels}, whose square overflows float32: normalise the label (for example with NormalizeMeanVariance) and scale the predictions back.";
+        if (step == 0)
+            return "the loss was not finite before any update, so the learning rate is not the cause; check the scale of the features"
+                + (largest is null ? "." : $" and labels ({labels}).");
+        return "lower the learning rate.";
     }
 
     private static Dictionary<string, Tensor> Snapshot(nn.Module model) =>

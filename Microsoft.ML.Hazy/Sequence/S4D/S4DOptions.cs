@@ -63,8 +63,8 @@ public sealed class S4DOptions
             throw new ArgumentOutOfRangeException(nameof(DtMin), $"S4DOptions.DtMin ({DtMin}) and DtMax ({DtMax}) must satisfy 0 < DtMin ≤ DtMax.");
         if (SsmLearningRate < 0 || !double.IsFinite(SsmLearningRate))
             throw new ArgumentOutOfRangeException(nameof(SsmLearningRate), SsmLearningRate, "S4DOptions.SsmLearningRate must be a non-negative number.");
-        if (SsmWeightDecay < 0)
-            throw new ArgumentOutOfRangeException(nameof(SsmWeightDecay), SsmWeightDecay, "S4DOptions.SsmWeightDecay must not be negative.");
+        if (!(SsmWeightDecay >= 0) || !double.IsFinite(SsmWeightDecay))
+            throw new ArgumentOutOfRangeException(nameof(SsmWeightDecay), SsmWeightDecay, "S4DOptions.SsmWeightDecay must be a non-negative number.");
         if (!Enum.IsDefined(Initialization))
             throw new ArgumentOutOfRangeException(nameof(Initialization), Initialization, "Unknown S4DOptions.Initialization.");
         if (!Enum.IsDefined(Discretization))

@@ -132,6 +132,39 @@ public sealed class FashionMnistTests
         Assert.That(error!.Message, Does.Contain(images).And.Contain("truncated"));
     }
 
+    [TestCase(null)]
+    [TestCase(1)]
+    public void CorruptedPixelsUnderTheOriginalTrailerAreReported(int? maxRows)
+    {
+        var (images, labels) = WriteSplit("split", [1, 2], gzip: true);
+        var original = File.ReadAllBytes(images);
+
+        // One pixel of the first image changed, recompressed, with the intact data's trailer (CRC-32 and size):
+        // the deflate stream is valid, so only the checksum can tell.
+        var raw = Gunzip(original);
+        raw[16 + 100] ^= 0x40;
+        var corrupted = Gzip(raw);
+        original.AsSpan(original.Length - 8).CopyTo(corrupted.AsSpan(corrupted.Length - 8));
+        File.WriteAllBytes(images, corrupted);
+
+        var error = Assert.Throws<InvalidDataException>(() => FashionMnist.Load(new MLContext(1), images, labels, maxRows));
+
+        Assert.That(error!.Message, Does.Contain(images).And.Contain("CRC-32"));
+    }
+
+    [Test]
+    public void WrongSizeInTheGzipTrailerIsReported()
+    {
+        var (images, labels) = WriteSplit("split", [1, 2], gzip: true);
+        var bytes = File.ReadAllBytes(images);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(bytes.Length - 4), 16 + 3 * Pixels);
+        File.WriteAllBytes(images, bytes);
+
+        var error = Assert.Throws<InvalidDataException>(() => FashionMnist.Load(new MLContext(1), images, labels));
+
+        Assert.That(error!.Message, Does.Contain(images).And.Contain($"{16 + 3 * Pixels}").And.Contain($"{16 + 2 * Pixels}"));
+    }
+
     [Test]
     public void WrongImageSizeIsReported()
     {
@@ -272,6 +305,25 @@ public sealed class FashionMnistTests
         Write(images, imageBytes, gzip);
         Write(labelsPath, labelBytes, gzip);
         return (images, labelsPath);
+    }
+
+    private static byte[] Gzip(byte[] bytes)
+    {
+        using var memory = new MemoryStream();
+        using (var gzip = new GZipStream(memory, CompressionLevel.Fastest, leaveOpen: true))
+        {
+            gzip.Write(bytes);
+        }
+
+        return memory.ToArray();
+    }
+
+    private static byte[] Gunzip(byte[] bytes)
+    {
+        using var gzip = new GZipStream(new MemoryStream(bytes), CompressionMode.Decompress);
+        using var memory = new MemoryStream();
+        gzip.CopyTo(memory);
+        return memory.ToArray();
     }
 
     private static void Write(string path, byte[] bytes, bool gzip)

@@ -184,6 +184,30 @@ public sealed class UcrTimeSeriesTests
         Assert.That(error!.Message, Does.StartWith("head.ts").And.Contain(line).And.Contain(fragment));
     }
 
+    [TestCase("NaN")]
+    [TestCase("nan")]
+    [TestCase("Infinity")]
+    [TestCase("-INFINITY")]
+    [TestCase("inf")]
+    [TestCase("-inf")]
+    [TestCase("1e60")]
+    [TestCase("-1e60")]
+    public void NonFiniteValueIsRejectedNamingFileAndLine(string token)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"hazy-ucr-{Guid.NewGuid():N}.ts");
+        File.WriteAllText(path, $"@univariate true\n@classLabel true a\n@data\n1,2,3:a\n4,{token},6:a\n");
+        try
+        {
+            var error = Assert.Throws<InvalidDataException>(() => UcrTimeSeries.Load(path));
+
+            Assert.That(error!.Message, Does.StartWith($"{path}, line 5:").And.Contain($"'{token}'").And.Contain("'?'"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [TestCase("GunPoint", 50, 150, 150, 1, 2)]
     [TestCase("ItalyPowerDemand", 67, 1029, 24, 1, 2)]
     [TestCase("ArrowHead", 36, 175, 251, 1, 3)]
