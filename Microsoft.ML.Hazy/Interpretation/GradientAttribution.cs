@@ -160,7 +160,8 @@ public sealed class GradientAttribution : IAttributionMethod
         long n = x.shape[0];
         using var sigma = _options.SmoothGradSigma.ToScalar();
         var noise = randn(new long[] { samples, n, FeatureSize }, generator: _generator, device: _device).mul_(sigma);
-        var noisy = (x.unsqueeze(0) + noise).reshape(samples * n, FeatureSize);
+        using var one = 1.ToScalar();
+        var noisy = x.unsqueeze(0).add(noise, one).reshape(samples * n, FeatureSize);
         var g = Gradient(noisy, t.repeat(samples));
         if (!_options.Signed)
             g = g.abs();
@@ -176,7 +177,8 @@ public sealed class GradientAttribution : IAttributionMethod
         var delta = x - baseline;
         var a = tensor(alphas.Select(v => (float)v).ToArray(), device: _device).view(steps, 1, 1);
         var w = tensor(weights.Select(v => (float)v).ToArray(), device: _device).view(steps, 1, 1);
-        var path = (baseline.unsqueeze(0) + a * delta.unsqueeze(0)).reshape(steps * n, FeatureSize);
+        using var one = 1.ToScalar();
+        var path = baseline.unsqueeze(0).add(a * delta.unsqueeze(0), one).reshape(steps * n, FeatureSize);
         var g = Gradient(path, t.repeat(steps)).reshape(steps, n, FeatureSize);
         return delta * (g * w).sum(new long[] { 0 });
     }
@@ -190,6 +192,7 @@ public sealed class GradientAttribution : IAttributionMethod
         long n = x.shape[0];
         int perWalk = (int)Math.Clamp(512 / Math.Max(1, n), 1, _baselines.Length);
         Tensor? sum = null;
+        using var one = 1.ToScalar();
         for (int start = 0; start < _baselines.Length; start += perWalk)
         {
             int count = Math.Min(perWalk, _baselines.Length - start);
@@ -198,7 +201,7 @@ public sealed class GradientAttribution : IAttributionMethod
             var b = tensor(rows, new long[] { count, 1, FeatureSize }, device: _device).expand(count, n, FeatureSize).reshape(count * n, FeatureSize);
             var xs = x.repeat(count, 1);
             var a = ((xs - b) * Walk(xs, t.repeat(count), Rule.DeepLift, b).InputGradient).view(count, n, FeatureSize).sum(new long[] { 0 });
-            sum = sum is null ? a : sum + a;
+            sum = sum is null ? a : sum.add(a, one);
         }
         using var total = ((double)_baselines.Length).ToScalar();
         return sum!.div(total);
@@ -207,11 +210,12 @@ public sealed class GradientAttribution : IAttributionMethod
     private Tensor MeanOverBaselines(Tensor x, Func<Tensor, Tensor> attribution)
     {
         Tensor? sum = null;
+        using var one = 1.ToScalar();
         foreach (var row in _baselines)
         {
             var b = tensor(row, new long[] { 1, FeatureSize }, device: _device);
             var a = attribution(b);
-            sum = sum is null ? a : sum + a;
+            sum = sum is null ? a : sum.add(a, one);
         }
         using var count = ((double)_baselines.Length).ToScalar();
         return sum!.div(count);
@@ -360,8 +364,9 @@ public sealed class GradientAttribution : IAttributionMethod
         {
             using var gamma = _options.LrpGamma.ToScalar();
             using var zero = 0.0.ToScalar();
-            w = w + w.clamp_min(zero) * gamma;
-            b = b + b.clamp_min(zero) * gamma;
+            using var one = 1.ToScalar();
+            w = w.add(w.clamp_min(zero) * gamma, one);
+            b = b.add(b.clamp_min(zero) * gamma, one);
             epsilon = 0;
         }
         return a * AffineWith(layer, w, b, a, relevance, epsilon);
@@ -386,7 +391,8 @@ public sealed class GradientAttribution : IAttributionMethod
             var linearPart = layer.forward(input);
             var shape = Enumerable.Repeat(1L, (int)linearPart.dim()).ToArray();
             shape[1] = -1;
-            var z = linearPart.detach() + b.view(shape);
+            using var one = 1.ToScalar();
+            var z = linearPart.detach().add(b.view(shape), one);
             return autograd.grad(new[] { linearPart }, new[] { input }, new[] { relevance / Stabilize(z, epsilon) })[0];
         }
         finally
@@ -407,12 +413,13 @@ public sealed class GradientAttribution : IAttributionMethod
         var variance = buffers["running_var"];
         double eps = batchNorm switch { BatchNorm2d n => n.eps, BatchNorm1d n => n.eps, _ => 1e-5 };
         using var epsScalar = eps.ToScalar();
-        var scale = batchNorm.get_parameter("weight") is { } gamma ? gamma.detach() / (variance + epsScalar).sqrt() : (variance + epsScalar).rsqrt();
+        using var one = 1.ToScalar();
+        var scale = batchNorm.get_parameter("weight") is { } gamma ? gamma.detach() / variance.add(epsScalar, one).sqrt() : variance.add(epsScalar, one).rsqrt();
         var shift = batchNorm.get_parameter("bias")?.detach();
         var shape = Enumerable.Repeat(1L, (int)w.dim()).ToArray();
         shape[0] = -1;
         var mergedBias = (b - mean) * scale;
-        return (w * scale.view(shape), shift is null ? mergedBias : mergedBias + shift);
+        return (w * scale.view(shape), shift is null ? mergedBias : mergedBias.add(shift, one));
     }
 
     /// <summary>z + ε·sign(z) with sign(0) = 1, and at least 1e-12 so LRP-0 stays finite.</summary>
@@ -421,7 +428,8 @@ public sealed class GradientAttribution : IAttributionMethod
         using var e = Math.Max(epsilon, 1e-12).ToScalar();
         using var zero = 0.0.ToScalar();
         var sign = where(z >= zero, ones_like(z), -ones_like(z));
-        return z + sign * e;
+        using var one = 1.ToScalar();
+        return z.add(sign * e, one);
     }
 
     private static bool NeedsLayers(GradientMethod method) => method is GradientMethod.DeepLift or GradientMethod.DeepLiftShap

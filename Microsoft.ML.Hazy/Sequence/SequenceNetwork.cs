@@ -89,8 +89,9 @@ internal sealed class SequenceBatchNorm : SequenceNorm, ISeededModule
 
     public override Tensor forward(Tensor input, Tensor? mask)
     {
+        using var one = 1.ToScalar();
         if (!training)
-            return input * Scale() + Shift();
+            return (input * Scale()).add(Shift(), one);
         long width = input.shape[^1];
         // Unpadded batches take libtorch's fused kernel (same statistics, running variance unbiased as below).
         if (mask is null)
@@ -98,14 +99,18 @@ internal sealed class SequenceBatchNorm : SequenceNorm, ISeededModule
         var dims = Enumerable.Range(0, (int)input.dim() - 1).Select(d => (long)d).ToArray();
         var count = mask.sum();
         var mean = (input * mask).sum(dims) / count;
-        var variance = ((input - mean).square() * mask).sum(dims) / count;
+        using var two = 2.ToScalar();
+        var variance = ((input - mean).pow(two) * mask).sum(dims) / count;
         using (no_grad())
         {
-            var unbiased = variance * count / (count - 1).clamp_min(1);
-            running_mean.mul_(1 - Momentum).add_(mean.detach() * Momentum);
-            running_var.mul_(1 - Momentum).add_(unbiased.detach() * Momentum);
+            using var decay = (1 - Momentum).ToScalar();
+            using var momentum = Momentum.ToScalar();
+            var unbiased = variance * count / (count - one).clamp_min(one);
+            running_mean.mul_(decay).add_(mean.detach() * momentum, one);
+            running_var.mul_(decay).add_(unbiased.detach() * momentum, one);
         }
-        return (input - mean) / (variance + Epsilon).sqrt() * weight + bias;
+        using var epsilon = Epsilon.ToScalar();
+        return ((input - mean) / variance.add(epsilon, one).sqrt() * weight).add(bias, one);
     }
 
     public override string ExportOnnx(OnnxGraphBuilder graph, string input)
@@ -115,7 +120,12 @@ internal sealed class SequenceBatchNorm : SequenceNorm, ISeededModule
         return graph.Node("Add", new[] { graph.Node("Mul", new[] { input, graph.AddInitializer("bn_scale", scale) }), graph.AddInitializer("bn_shift", shift) });
     }
 
-    private Tensor Scale() => weight / (running_var + Epsilon).sqrt();
+    private Tensor Scale()
+    {
+        using var epsilon = Epsilon.ToScalar();
+        using var one = 1.ToScalar();
+        return weight / running_var.add(epsilon, one).sqrt();
+    }
 
     private Tensor Shift() => bias - running_mean * Scale();
 }
@@ -157,7 +167,8 @@ internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>, ISeeded
     {
         var z = _preNorm ? norm.forward(input, mask) : input;
         z = TiedDropout.Apply(Layer.Forward(z, mask), _dropout, training, Generator);
-        var x = input + z;
+        using var one = 1.ToScalar();
+        var x = input.add(z, one);
         return _preNorm ? x : norm.forward(x, mask);
     }
 
@@ -173,7 +184,8 @@ internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>, ISeeded
     public Tensor Step(ISequenceLayerStepper stepper, Tensor input)
     {
         var z = stepper.Step(_preNorm ? norm.forward(input) : input);
-        var x = input + z;
+        using var one = 1.ToScalar();
+        var x = input.add(z, one);
         return _preNorm ? x : norm.forward(x);
     }
 }
@@ -312,7 +324,10 @@ internal sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetw
     {
         if (lengths is null || lengths.min().item<long>() >= length)
             return null;
-        var positions = arange(length, ScalarType.Int64, lengths.device);
+        using var start = 0.ToScalar();
+        using var stop = length.ToScalar();
+        using var step = 1.ToScalar();
+        var positions = arange(start, stop, step, ScalarType.Int64, lengths.device);
         return positions.unsqueeze(0).lt(lengths.unsqueeze(1)).unsqueeze(-1).to(dtype);
     }
 }
@@ -338,11 +353,13 @@ internal sealed class SequenceStreamState : IDisposable
     public (Tensor Hidden, Tensor Output) Step(Tensor input)
     {
         var hidden = _network.StepHidden(_steppers, input);
-        var sum = (_sum + hidden).DetachFromDisposeScope();
+        using var one = 1.ToScalar();
+        var sum = _sum.add(hidden, one).DetachFromDisposeScope();
         _sum.Dispose();
         _sum = sum;
         Steps++;
-        return (hidden, _network.Decode(_sum / Steps));
+        using var steps = Steps.ToScalar();
+        return (hidden, _network.Decode(_sum / steps));
     }
 
     public void Dispose()

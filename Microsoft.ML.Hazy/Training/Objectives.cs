@@ -53,8 +53,11 @@ internal static class Objectives
 
         public Tensor Loss(Tensor output, TensorBatch batch) => nn.functional.mse_loss(output.squeeze(1), batch.Labels!);
 
-        public double MetricSum(Tensor output, TensorBatch batch) =>
-            (output.squeeze(1) - batch.Labels!).square().sum().item<float>();
+        public double MetricSum(Tensor output, TensorBatch batch)
+        {
+            using var two = 2.ToScalar();
+            return (output.squeeze(1) - batch.Labels!).pow(two).sum().item<float>();
+        }
 
         public double FinishMetric(double sum, long rows) => Math.Sqrt(sum / rows);
     }

@@ -105,7 +105,8 @@ public sealed class MonarchProjection : IDisposable
         var mask = tensor(valid, device: dense.device).to(ScalarType.Float64).unsqueeze(1);
         var w1 = (right.index_select(0, indexTensor) * mask).reshape(k, q, p);
         var w2 = (left.index_select(0, indexTensor) * mask).reshape(r, l, s).permute(1, 2, 0);
-        var sigmaSquared = sigma.reshape(-1).square();
+        using var two = 2.ToScalar();
+        var sigmaSquared = sigma.reshape(-1).pow(two);
         double squaredError = (sigmaSquared * tensor(discarded, device: dense.device)).sum().item<double>();
         w1 = w1.to(dense.dtype).contiguous();
         w2 = w2.to(dense.dtype).contiguous();

@@ -118,8 +118,14 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
     /// <summary>cos and sin of t·θᵢ with θᵢ = 10000^(−2i/d), shape [L, d/2] (rotary embedding, RoFormer).</summary>
     public static (Tensor Cos, Tensor Sin) RotaryTables(long length, int headSize, Device? device = null)
     {
-        var inv = pow(10000.0, arange(0, headSize, 2, ScalarType.Float64).div(headSize).neg());
-        var angles = outer(arange(length, ScalarType.Float64), inv).to(ScalarType.Float32);
+        using var thetaBase = tensor(10000.0);
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        using var two = 2.ToScalar();
+        using var size = headSize.ToScalar();
+        using var positions = length.ToScalar();
+        var inv = pow(thetaBase, arange(zero, size, two, ScalarType.Float64).div(size).neg());
+        var angles = outer(arange(zero, positions, one, ScalarType.Float64), inv).to(ScalarType.Float32);
         return (angles.cos().to(device ?? CPU), angles.sin().to(device ?? CPU));
     }
 
@@ -127,7 +133,8 @@ internal sealed class SelfAttentionLayer : nn.Module<Tensor, Tensor>, ISequenceL
     private static Tensor Rotate(Tensor x, Tensor cos, Tensor sin)
     {
         var halves = x.chunk(2, -1);
-        return cat(new[] { halves[0] * cos - halves[1] * sin, halves[0] * sin + halves[1] * cos }, -1);
+        using var one = 1.ToScalar();
+        return cat(new[] { halves[0] * cos - halves[1] * sin, (halves[0] * sin).add(halves[1] * cos, one) }, -1);
     }
 
     public string ExportOnnx(OnnxGraphBuilder g, string input, string? mask, int maxLength)

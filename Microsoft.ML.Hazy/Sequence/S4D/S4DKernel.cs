@@ -15,16 +15,19 @@ internal static class S4DMath
     public static (Tensor LogDA, Tensor DB) Discretize(Tensor dt, Tensor a, Tensor? b, S4DDiscretization discretization)
     {
         var dtA = a * dt.unsqueeze(-1);
+        using var one = 1.ToScalar();
+        using var two = 2.ToScalar();
         Tensor logDA, dB;
         if (discretization == S4DDiscretization.Zoh)
         {
             logDA = dtA;
-            dB = (dtA.exp() - 1) / a;
+            dB = (dtA.exp() - one) / a;
         }
         else
         {
-            var denominator = 1 - dtA / 2;
-            logDA = ((1 + dtA / 2) / denominator).log();
+            // 1 − x and 1 + x as TorchSharp's operators compute them (−x + 1, x + 1), with scalars that are disposed.
+            var denominator = (dtA / two).negative().add(one, one);
+            logDA = ((dtA / two).add(one, one) / denominator).log();
             dB = dt.unsqueeze(-1) / denominator;
         }
         return (logDA, b is null ? dB : dB * b);
@@ -46,10 +49,15 @@ internal static class S4DMath
         long channels = cTilde.shape[0], h = cTilde.shape[1], modes = cTilde.shape[2];
         var realType = logDA.real.dtype;
         var w = logDA.unsqueeze(-1);
-        var inner = (w * arange(j, realType, logDA.device)).exp();
-        var outer = (w * (arange(blocks, realType, logDA.device) * j)).exp();
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        using var two = 2.ToScalar();
+        using var blockLength = j.ToScalar();
+        using var blockCount = blocks.ToScalar();
+        var inner = (w * arange(zero, blockLength, one, realType, logDA.device)).exp();
+        var outer = (w * (arange(zero, blockCount, one, realType, logDA.device) * blockLength)).exp();
         var starts = (cTilde.unsqueeze(-1) * outer).permute(1, 0, 3, 2).reshape(h, channels * blocks, modes);
-        var k = starts.matmul(inner).real * 2;
+        var k = starts.matmul(inner).real * two;
         return k.reshape(h, channels, blocks * j).narrow(2, 0, length).permute(1, 0, 2);
     }
 
@@ -88,7 +96,8 @@ internal static class S4DMath
         var forward = nn.functional.pad(k[0], new[] { 0L, n - length });
         var back = k[1];
         var backward = cat(new[] { back.narrow(-1, 0, 1), zeros(back.shape[0], n - length, dtype: back.dtype, device: back.device), back.narrow(-1, 1, length - 1).flip(-1) }, -1);
-        return forward + backward;
+        using var one = 1.ToScalar();
+        return forward.add(backward, one);
     }
 }
 
@@ -142,8 +151,9 @@ internal sealed class S4DStateSpace : nn.Module, ISeededModule
     {
         using var span = (_logDtMax - _logDtMin).ToScalar();
         using var low = _logDtMin.ToScalar();
+        using var one = 1.ToScalar();
         using var uniform = rand(width, dtype: ScalarType.Float64, generator: generator);
-        return uniform.mul_(span).add_(low).to(ScalarType.Float32);
+        return uniform.mul_(span).add_(low, one).to(ScalarType.Float32);
     }
 
     /// <summary>Δ, [H].</summary>

@@ -25,7 +25,8 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISee
     {
         int modes = options.StateSize / 2;
         ssm = new S4DStateSpace(width, options);
-        C = new Parameter(randn(bidirectional ? 2 : 1, width, modes, 2) * Math.Sqrt(0.5));
+        using var halfStd = Math.Sqrt(0.5).ToScalar();
+        C = new Parameter(randn(bidirectional ? 2 : 1, width, modes, 2) * halfStd);
         D = new Parameter(randn(width));
         output_linear = MonarchLinear.OrDense(width, 2 * width, monarchBlocks);
         _discretization = options.Discretization;
@@ -66,7 +67,8 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISee
     public Tensor Forward(Tensor input, Tensor? mask)
     {
         var u = mask is null ? input : input * mask;
-        var y = S4DMath.FftConv(u, Kernel(u.shape[1])) + u * D;
+        using var one = 1.ToScalar();
+        var y = S4DMath.FftConv(u, Kernel(u.shape[1])).add(u * D, one);
         y = TiedDropout.Apply(nn.functional.gelu(y), _dropout, training, Generator);
         return nn.functional.glu(output_linear.forward(y), -1);
     }
@@ -78,7 +80,8 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISee
         using (no_grad())
         {
             using var kernel = Kernel(maxLength).detach().clone();
-            kernel[0, TensorIndex.Colon, 0].add_(D.detach());
+            using var one = 1.ToScalar();
+            kernel[0, TensorIndex.Colon, 0].add_(D.detach(), one);
             y = S4DOnnx.Convolve(graph, u, kernel, OnnxConvolution);
         }
         y = OnnxModuleExporter.Gelu(graph, y, tanhApproximation: false);
@@ -115,10 +118,12 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISee
 
         public Tensor Step(Tensor input)
         {
-            var next = (_dA * _state + input.unsqueeze(-1)).DetachFromDisposeScope();
+            using var one = 1.ToScalar();
+            using var two = 2.ToScalar();
+            var next = (_dA * _state).add(input.unsqueeze(-1), one).DetachFromDisposeScope();
             _state.Dispose();
             _state = next;
-            var y = (_state * _cTilde).sum(-1).real * 2 + input * _layer.D;
+            var y = ((_state * _cTilde).sum(-1).real * two).add(input * _layer.D, one);
             return nn.functional.glu(_layer.output_linear.forward(nn.functional.gelu(y)), -1);
         }
 
@@ -172,9 +177,10 @@ internal static class S4DOnnx
     {
         long h = kernel.shape[1], length = kernel.shape[2];
         using var forward = kernel[0].flip(-1);
+        using var one = 1.ToScalar();
         using var weights = kernel.shape[0] == 1
             ? forward.unsqueeze(1)
-            : cat(new[] { forward.narrow(-1, 0, length - 1), forward.narrow(-1, length - 1, 1) + kernel[1].narrow(-1, 0, 1), kernel[1].narrow(-1, 1, length - 1) }, -1).unsqueeze(1);
+            : cat(new[] { forward.narrow(-1, 0, length - 1), forward.narrow(-1, length - 1, 1).add(kernel[1].narrow(-1, 0, 1), one), kernel[1].narrow(-1, 1, length - 1) }, -1).unsqueeze(1);
         long right = kernel.shape[0] == 1 ? 0 : length - 1;
         var channelsFirst = graph.Node("Transpose", new[] { input }, OnnxAttribute.Ints("perm", 0, 2, 1));
         var conv = graph.Node("Conv", new[] { channelsFirst, graph.AddInitializer("s4d_kernel", weights) },
@@ -219,7 +225,8 @@ internal static class S4DOnnx
         var (wRe, wIm) = Dft(n2, n1, n);
         var (f2TopRe, f2TopIm) = Dft(half, n2, n2);
         using var circular = kernel.shape[0] == 1 ? nn.functional.pad(kernel[0], new[] { 0L, n - length }) : S4DMath.Circular(kernel, n);
-        using var spectrum = fft.fft_(circular.to(ScalarType.Float64), n, -1) / n;
+        using var points = n.ToScalar();
+        using var spectrum = fft.fft_(circular.to(ScalarType.Float64), n, -1) / points;
         // K̂[h, n2·k1 + k2] laid out as [h, k2, k1], the layout of the transposed products below.
         using var laidOut = spectrum.reshape(h, n1, n2).transpose(1, 2).contiguous();
         using var kRe = laidOut.real.to(ScalarType.Float32).contiguous();

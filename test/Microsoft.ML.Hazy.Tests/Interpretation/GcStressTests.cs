@@ -3,6 +3,7 @@ using Microsoft.ML.Hazy.Tests.Cnn;
 using Microsoft.ML.Hazy.Tests.Conformance;
 using Microsoft.ML.Hazy.Tests.Mlp;
 using NUnit.Framework;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Hazy.Tests.Interpretation;
