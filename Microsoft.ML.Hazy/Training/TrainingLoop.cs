@@ -259,8 +259,16 @@ internal static class TrainingLoop
         return "lower the learning rate.";
     }
 
-    private static Dictionary<string, Tensor> Snapshot(nn.Module model) =>
-        model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+    private static Dictionary<string, Tensor> Snapshot(nn.Module model)
+    {
+        var snapshot = new Dictionary<string, Tensor>();
+        foreach (var (name, value) in model.state_dict())
+        {
+            using var detached = value.detach();
+            snapshot[name] = detached.clone().DetachFromDisposeScope();
+        }
+        return snapshot;
+    }
 
     private static void DisposeAll(Dictionary<string, Tensor>? tensors)
     {
