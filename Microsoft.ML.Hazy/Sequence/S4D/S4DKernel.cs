@@ -71,8 +71,9 @@ internal static class S4DMath
     }
 
     /// <summary>
-    /// The causal convolution y_t = Σ_{m≤t} k_m u_{t−m} through FFTs of size 2L (zero padding turns circular into
-    /// linear convolution); with a backward kernel also y_t += Σ_m k'_m u_{t+m}.
+    /// The causal convolution y_t = Σ_{s≤t} k_{t−s} u_s through FFTs of size 2L (zero padding turns circular into
+    /// linear convolution); with a backward kernel k' also y_t += Σ_{s&gt;t} k'_{s−t−1} u_s, the reference's
+    /// bidirectional convolution, whose backward kernel sees only strictly later steps.
     /// </summary>
     /// <param name="u">The input [B, L, H].</param>
     /// <param name="k">[1, H, L] (causal) or [2, H, L] (forward, backward).</param>
@@ -87,15 +88,15 @@ internal static class S4DMath
     }
 
     /// <summary>
-    /// The length-<paramref name="n"/> circular kernel of a two-sided convolution: k[0] at 0..L−1 and k[1][m] at
-    /// n − m (k[1][0] added at 0). Exact for inputs of at most n/2 steps.
+    /// The length-<paramref name="n"/> circular kernel of a two-sided convolution: k[0] at 0..L−1 and k[1] reversed at
+    /// n − L..n − 1 (k[1][m] at lag −(m + 1)), the reference's pad(k0, (0, L)) + pad(k1.flip(−1), (L, 0)) for n = 2L.
+    /// Exact for inputs of at most n/2 steps.
     /// </summary>
     public static Tensor Circular(Tensor k, long n)
     {
         long length = k.shape[2];
         var forward = nn.functional.pad(k[0], new[] { 0L, n - length });
-        var back = k[1];
-        var backward = cat(new[] { back.narrow(-1, 0, 1), zeros(back.shape[0], n - length, dtype: back.dtype, device: back.device), back.narrow(-1, 1, length - 1).flip(-1) }, -1);
+        var backward = nn.functional.pad(k[1].flip(-1), new[] { n - length, 0L });
         using var one = 1.ToScalar();
         return forward.add(backward, one);
     }

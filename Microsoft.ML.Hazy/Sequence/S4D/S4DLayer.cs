@@ -9,8 +9,9 @@ namespace Microsoft.ML.Hazy.Sequence.S4D;
 
 /// <summary>
 /// One S4D layer (the reference's S4D block): y = GLU(W · dropout(GELU(K ∗ u + D·u))), where K is the
-/// diagonal SSM's kernel, one per feature (or a forward and a backward one when bidirectional), applied by
-/// FFT. Input and output [B, L, H]. W (H → 2H) is dense, or a <see cref="MonarchLinear"/> given <c>monarchBlocks</c> &gt; 0.
+/// diagonal SSM's kernel, one per feature, applied by FFT. When bidirectional a second kernel K' adds
+/// Σ_{s&gt;t} K'_{s−t−1} u_s, the strictly later steps, as the reference's FFTConv does (see <see cref="S4DMath.FftConv"/>).
+/// Input and output [B, L, H]. W (H → 2H) is dense, or a <see cref="MonarchLinear"/> given <c>monarchBlocks</c> &gt; 0.
 /// </summary>
 internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISeededModule
 {
@@ -157,7 +158,7 @@ internal static class S4DOnnx
 
     /// <param name="graph">The graph.</param>
     /// <param name="input">[B, T, H] with T at most the kernel length.</param>
-    /// <param name="kernel">[1, H, L] causal or [2, H, L] forward and backward, D already added at lag 0.</param>
+    /// <param name="kernel">[1, H, L] causal or [2, H, L] forward and backward (the convention of <see cref="S4DMath.FftConv"/>), D already added at lag 0 of the forward kernel.</param>
     /// <param name="mode">Direct or Fourier.</param>
     public static string Convolve(OnnxGraphBuilder graph, string input, Tensor kernel, S4DOnnxConvolution mode)
     {
@@ -172,15 +173,17 @@ internal static class S4DOnnx
         };
     }
 
-    /// <summary>y_t = Σ_m k_m u_{t−m} (+ Σ_m k'_m u_{t+m}) as a cross-correlation with the flipped kernel.</summary>
+    /// <summary>
+    /// y_t = Σ_m k_m u_{t−m} (+ Σ_m k'_m u_{t+1+m}) as a cross-correlation with the flipped kernel; k'_{L−1} would
+    /// reach step t + L, beyond any input, so it is left out.
+    /// </summary>
     private static string Direct(OnnxGraphBuilder graph, string input, Tensor kernel)
     {
         long h = kernel.shape[1], length = kernel.shape[2];
         using var forward = kernel[0].flip(-1);
-        using var one = 1.ToScalar();
         using var weights = kernel.shape[0] == 1
             ? forward.unsqueeze(1)
-            : cat(new[] { forward.narrow(-1, 0, length - 1), forward.narrow(-1, length - 1, 1).add(kernel[1].narrow(-1, 0, 1), one), kernel[1].narrow(-1, 1, length - 1) }, -1).unsqueeze(1);
+            : cat(new[] { forward, kernel[1].narrow(-1, 0, length - 1) }, -1).unsqueeze(1);
         long right = kernel.shape[0] == 1 ? 0 : length - 1;
         var channelsFirst = graph.Node("Transpose", new[] { input }, OnnxAttribute.Ints("perm", 0, 2, 1));
         var conv = graph.Node("Conv", new[] { channelsFirst, graph.AddInitializer("s4d_kernel", weights) },

@@ -149,6 +149,7 @@ public sealed class S4DKernelTests
     [TestCase(true)]
     public void FftConvolutionEqualsDirectConvolution(bool bidirectional)
     {
+        // The reference's convention: y_t = Σ_{s≤t} k0[t−s] u_s + Σ_{s>t} k1[s−t−1] u_s, summed directly in float64.
         using var scope = NewDisposeScope();
         manual_seed(4);
         int batch = 2, length = 23, h = 3;
@@ -158,29 +159,144 @@ public sealed class S4DKernelTests
         var direct = zeros(batch, length, h, ScalarType.Float64);
         for (int t = 0; t < length; t++)
         {
-            for (int m = 0; m <= t; m++)
-                direct[TensorIndex.Colon, t] += k[0, TensorIndex.Colon, m] * u[TensorIndex.Colon, t - m];
+            for (int s = 0; s <= t; s++)
+                direct[TensorIndex.Colon, t] += k[0, TensorIndex.Colon, t - s] * u[TensorIndex.Colon, s];
             if (bidirectional)
             {
-                for (int m = 0; t + m < length; m++)
-                    direct[TensorIndex.Colon, t] += k[1, TensorIndex.Colon, m] * u[TensorIndex.Colon, t + m];
+                for (int s = t + 1; s < length; s++)
+                    direct[TensorIndex.Colon, t] += k[1, TensorIndex.Colon, s - t - 1] * u[TensorIndex.Colon, s];
             }
         }
         Assert.That(y.allclose(direct, 1e-10, 1e-10), Is.True);
     }
 
     [Test]
-    public void BidirectionalConvolutionIsFlipSymmetric()
+    public void BidirectionalConvolutionMatchesHandComputedVector()
     {
-        // Convolving the reversed input with (k0, k1) is the reversed result of convolving the input with (k1, k0).
+        // k0 = [1, 2, 3], k1 = [10, 20, 30], u = [1, 10, 100]: the backward kernel starts one step ahead, so k1[0] never
+        // meets the current step and k1[2] would need a fourth step. y_0 = 1 + 10·10 + 20·100, y_1 = 2 + 10 + 10·100, y_2 = 3 + 20 + 100.
+        using var scope = NewDisposeScope();
+        var k = tensor(new double[] { 1, 2, 3, 10, 20, 30 }, new long[] { 2, 1, 3 }, ScalarType.Float64);
+        var u = tensor(new double[] { 1, 10, 100 }, new long[] { 1, 3, 1 }, ScalarType.Float64);
+        var y = S4DMath.FftConv(u, k).reshape(3).data<double>().ToArray();
+        Assert.That(y, Is.EqualTo(new double[] { 2101, 1012, 123 }).Within(1e-9));
+    }
+
+    [Test]
+    public void BidirectionalConvolutionEqualsTheReferenceTwoLengthBuffer()
+    {
+        // The reference forms pad(k0, (0, L)) + pad(k1.flip(−1), (L, 0)) and keeps the first L outputs of its circular
+        // convolution with the input padded to 2L; here that circular sum is written out in float64.
+        using var scope = NewDisposeScope();
+        manual_seed(8);
+        int length = 17, n = 2 * length;
+        var k0 = randn(length, ScalarType.Float64).data<double>().ToArray();
+        var k1 = randn(length, ScalarType.Float64).data<double>().ToArray();
+        var u = randn(length, ScalarType.Float64).data<double>().ToArray();
+        var buffer = new double[n];
+        for (int i = 0; i < length; i++)
+        {
+            buffer[i] += k0[i];
+            buffer[length + i] += k1[length - 1 - i];
+        }
+        var expected = new double[length];
+        for (int t = 0; t < length; t++)
+        {
+            for (int s = 0; s < length; s++)
+                expected[t] += buffer[((t - s) % n + n) % n] * u[s];
+        }
+        var k = tensor(k0.Concat(k1).ToArray(), new long[] { 2, 1, length }, ScalarType.Float64);
+        var y = S4DMath.FftConv(tensor(u, new long[] { 1, length, 1 }, ScalarType.Float64), k).reshape(length).data<double>().ToArray();
+        Assert.That(y, Is.EqualTo(expected).Within(1e-10));
+    }
+
+    [Test]
+    public void ReversedBidirectionalConvolutionMovesTheCurrentStepToTheForwardKernel()
+    {
+        // Reversing time turns Σ_{s≤t} k0[t−s] u_s + Σ_{s>t} k1[s−t−1] u_s into the same form with forward kernel
+        // [k0[0], k1[0..L−2]] and backward kernel [k0[1..L−1], 0]: the current step stays with the forward kernel.
         using var scope = NewDisposeScope();
         manual_seed(5);
-        var u = randn(2, 31, 4, ScalarType.Float64);
-        var k = randn(2, 4, 31, ScalarType.Float64);
-        var swapped = stack(new[] { k[1], k[0] });
-        var left = S4DMath.FftConv(u.flip(1), k);
-        var right = S4DMath.FftConv(u, swapped).flip(1);
+        int length = 31;
+        var u = randn(2, length, 4, ScalarType.Float64);
+        var k = randn(2, 4, length, ScalarType.Float64);
+        var forward = cat(new[] { k[0].narrow(-1, 0, 1), k[1].narrow(-1, 0, length - 1) }, -1);
+        var backward = cat(new[] { k[0].narrow(-1, 1, length - 1), zeros(4, 1, ScalarType.Float64) }, -1);
+        var left = S4DMath.FftConv(u.flip(1), k).flip(1);
+        var right = S4DMath.FftConv(u, stack(new[] { forward, backward }));
         Assert.That(left.allclose(right, 1e-10, 1e-10), Is.True);
+    }
+
+    [TestCase(4)]
+    [TestCase(8)]
+    public void LegSInputMatrixHasTheProjectedHippoWeight(int stateSize)
+    {
+        // B_m = v_m*·B_LegS with B_LegS,k = √(2k+1), v_m the unit eigenvector of the normal part for −1/2 + iω_m (reference:
+        // no ½ factor, Im clipped to ±2). The eigenvector's phase is LAPACK's choice, but |B_m|² before clipping is not:
+        // it is B_LegSᵀ P_m B_LegS with P_m = Π_{j≠m} (M − λ_j)/(λ_m − λ_j) the spectral projector of M = −iS, built
+        // here from the eigenvalues ±ω alone, without any eigenvector.
+        var (re, omega, b) = S4DInitializations.Modes(S4DInitialization.LegS, stateSize);
+        Assert.That(b, Is.Not.Null);
+        int n = stateSize;
+        var m = new System.Numerics.Complex[n, n];
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < n; j++)
+                m[i, j] = new System.Numerics.Complex(0, Math.Sign(i - j) * Math.Sqrt((i + 0.5) * (j + 0.5)));
+        }
+        var lambdas = omega.Concat(omega.Select(w => -w)).ToArray();
+        var legs = Enumerable.Range(0, n).Select(k => new System.Numerics.Complex(Math.Sqrt(2 * k + 1), 0)).ToArray();
+        double total = 0;
+        for (int mode = 0; mode < omega.Length; mode++)
+        {
+            var v = legs.ToArray();
+            for (int j = 0; j < lambdas.Length; j++)
+            {
+                if (j == mode)
+                    continue;
+                var next = new System.Numerics.Complex[n];
+                for (int r = 0; r < n; r++)
+                {
+                    for (int c = 0; c < n; c++)
+                        next[r] += m[r, c] * v[c];
+                    next[r] = (next[r] - lambdas[j] * v[r]) / (lambdas[mode] - lambdas[j]);
+                }
+                v = next;
+            }
+            double weight = Enumerable.Range(0, n).Sum(k => (legs[k] * v[k]).Real);
+            total += weight;
+            var bm = b![mode];
+            Assert.That(Math.Abs(bm.Imaginary), Is.LessThanOrEqualTo(2), $"mode {mode}: Im B clipped to ±2");
+            if (Math.Abs(bm.Imaginary) < 2)
+                Assert.That(bm.Magnitude * bm.Magnitude, Is.EqualTo(weight).Within(1e-9 * weight), $"mode {mode}: |B|²");
+            else
+                Assert.That(bm.Real * bm.Real + 4, Is.LessThanOrEqualTo(weight + 1e-9), $"mode {mode}: clipped |B|²");
+        }
+        // Σ_m |B_m|² over the kept half is half of ‖B_LegS‖² = N²: the discarded conjugate eigenvectors carry the rest.
+        Assert.That(total, Is.EqualTo(n * n / 2.0).Within(1e-9));
+        Assert.That(re, Is.All.EqualTo(-0.5));
+    }
+
+    [Test]
+    public void LegSInputMatrixForFourStatesMatchesClosedForm()
+    {
+        // N = 4: ω² solves ω⁴ − aω² + pf² = 0 (a = Σ_{n<k} S_nk², pf the Pfaffian of S), and the projector weights of
+        // B_LegS = [1, √3, √5, √7] are 7.0650441127 (ω = 4.6032930071) and 0.9349558873 (ω = 0.5565011151).
+        var (_, omega, b) = S4DInitializations.Modes(S4DInitialization.LegS, 4);
+        double S(int n, int k) => -Math.Sign(n - k) * Math.Sqrt((n + 0.5) * (k + 0.5));
+        double a = 0;
+        for (int n = 0; n < 4; n++)
+        {
+            for (int k = n + 1; k < 4; k++)
+                a += S(n, k) * S(n, k);
+        }
+        double pf = S(0, 1) * S(2, 3) - S(0, 2) * S(1, 3) + S(0, 3) * S(1, 2);
+        double d = Math.Sqrt(a * a - 4 * pf * pf);
+        Assert.That(omega, Is.EqualTo(new[] { Math.Sqrt((a + d) / 2), Math.Sqrt((a - d) / 2) }).Within(1e-12));
+        Assert.That(omega, Is.EqualTo(new[] { 4.6032930071, 0.5565011151 }).Within(1e-9));
+        var magnitudes = b!.Select(x => x.Magnitude * x.Magnitude).ToArray();
+        Assert.That(magnitudes[1], Is.EqualTo(0.9349558873).Within(1e-9), "|B_1|² (|Im B_1| < 2, unclipped)");
+        Assert.That(magnitudes[0], Is.LessThanOrEqualTo(7.0650441127 + 1e-9), "|B_0|², at most its unclipped weight");
     }
 
     [Test]

@@ -52,22 +52,55 @@ public sealed class S4DLayerTests
         }
     }
 
-    [Test]
-    public void BidirectionalLayerIsFlipSymmetricAndCannotStream()
+    [TestCase(false)]
+    [TestCase(true)]
+    public void LayerEqualsDirectComputationOfItsFormula(bool bidirectional)
     {
-        // Swapping the forward and backward C (A and Δ are shared) swaps the kernels: layer'(x) reversed = layer(x reversed).
+        // GLU(W·GELU(Σ_{s≤t} K_{t−s} u_s [+ Σ_{s>t} K'_{s−t−1} u_s] + D·u)) from the layer's own kernel and weights, in float64.
         using var scope = NewDisposeScope();
-        using var layer = NewLayer(bidirectional: true, seed: 2);
-        using var swapped = NewLayer(bidirectional: true, seed: 2);
-        using (no_grad())
-        {
-            var c = swapped.get_parameter("C")!;
-            c.copy_(c.flip(0));
-        }
+        using var layer = NewLayer(bidirectional: bidirectional, seed: 2);
         using var _ = no_grad();
         var x = randn(2, 37, 6);
-        AssertClose(layer.Forward(x.flip(1), null), swapped.Forward(x, null).flip(1), 1e-5, "flip symmetry");
-        Assert.That(layer.CreateStepper(1), Is.Null);
+        AssertClose(layer.Forward(x, null), DirectLayer(layer, x), 1e-5, "layer");
+        Assert.That(layer.CreateStepper(1) is null, Is.EqualTo(bidirectional), "only a causal layer streams");
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void LayerWithoutKernelIsTheSkipThroughGeluAndGlu(bool bidirectional)
+    {
+        // C = 0 makes every kernel zero, leaving GLU(W·GELU(D·u)) with GELU and GLU written out from their definitions.
+        using var scope = NewDisposeScope();
+        using var layer = NewLayer(bidirectional: bidirectional, seed: 5);
+        using var _ = no_grad();
+        layer.get_parameter("C")!.zero_();
+        Assert.That(layer.Kernel(23).abs().max().item<float>(), Is.EqualTo(0));
+        var x = randn(3, 23, 6);
+        var u = x.to(ScalarType.Float64);
+        var skip = u * Parameter(layer, "D");
+        var gelu = skip * 0.5 * ((skip / Math.Sqrt(2)).erf() + 1);
+        var projected = gelu.matmul(Parameter(layer, "output_linear.weight").t()) + Parameter(layer, "output_linear.bias");
+        var expected = projected.narrow(-1, 0, 6) / ((-projected.narrow(-1, 6, 6)).exp() + 1);
+        AssertClose(layer.Forward(x, null), expected.to(ScalarType.Float32), 1e-6, "skip only");
+    }
+
+    [Test]
+    public void TiedDropoutDropsWholeFeaturesOfARowAcrossTime()
+    {
+        // The reference's DropoutNd: one Bernoulli(1 − p) draw per row and feature, shared by all steps, kept values scaled by 1/(1 − p).
+        using var scope = NewDisposeScope();
+        int rows = 4, steps = 30, features = 16;
+        var x = ones(rows, steps, features);
+        using var generator = new Generator(11);
+        var y = TiedDropout.Apply(x, 0.5, true, generator);
+        Assert.That(y.shape, Is.EqualTo(x.shape));
+        var first = y.select(1, 0);
+        Assert.That(y.eq(first.unsqueeze(1)).all().item<bool>(), Is.True, "each [row, feature] column is constant over time");
+        Assert.That(first.eq(0).logical_or(first.eq(2)).all().item<bool>(), Is.True, "dropped to 0 or kept and scaled by 2");
+        long kept = first.eq(2).sum().item<long>();
+        Assert.That(kept, Is.InRange(16, 48), "about half of the 64 columns kept");
+        Assert.That(Enumerable.Range(1, rows - 1).All(r => first[r].eq(first[0]).all().item<bool>()), Is.False, "each row draws its own mask");
+        Assert.That(TiedDropout.Apply(x, 0.5, false, generator).eq(x).all().item<bool>(), Is.True, "identity outside training");
     }
 
     [TestCase(false)]
@@ -138,6 +171,31 @@ public sealed class S4DLayerTests
         using var _ = no_grad();
         AssertClose(masked.forward(x, mask), fused.forward(x, null), 1e-6, "evaluation mode");
     }
+
+    /// <summary>The layer's formula in float64 with the convolution summed directly in the reference's convention.</summary>
+    private static Tensor DirectLayer(S4DLayer layer, Tensor x)
+    {
+        long length = x.shape[1], width = x.shape[2];
+        var k = layer.Kernel(length).to(ScalarType.Float64);
+        var u = x.to(ScalarType.Float64);
+        var y = u * Parameter(layer, "D");
+        for (int t = 0; t < length; t++)
+        {
+            for (int s = 0; s <= t; s++)
+                y[TensorIndex.Colon, t] += k[0, TensorIndex.Colon, t - s] * u[TensorIndex.Colon, s];
+            if (layer.Bidirectional)
+            {
+                for (int s = t + 1; s < length; s++)
+                    y[TensorIndex.Colon, t] += k[1, TensorIndex.Colon, s - t - 1] * u[TensorIndex.Colon, s];
+            }
+        }
+        var gelu = y * 0.5 * ((y / Math.Sqrt(2)).erf() + 1);
+        var projected = gelu.matmul(Parameter(layer, "output_linear.weight").t()) + Parameter(layer, "output_linear.bias");
+        return (projected.narrow(-1, 0, width) / ((-projected.narrow(-1, width, width)).exp() + 1)).to(ScalarType.Float32);
+    }
+
+    private static Tensor Parameter(S4DLayer layer, string name) =>
+        layer.named_parameters().Single(p => p.name == name).parameter.detach().to(ScalarType.Float64);
 
     internal static Tensor RunOnnx(OnnxGraphBuilder g, params (string Name, Tensor Value)[] inputs)
     {
