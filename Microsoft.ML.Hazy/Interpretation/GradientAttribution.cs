@@ -13,9 +13,10 @@ namespace Microsoft.ML.Hazy.Interpretation;
 /// The explained output f_c is the network's raw output (a logit, no softmax), as in the paper.
 /// </summary>
 /// <remarks>
-/// LRP starts from the relevance f_c(x) at the target, so Σ relevance = f_c(x) for LRP-0 on a bias-free network and
-/// LRP-0 equals InputXGradient there. Zennit, which the paper used, starts from 1 instead; its maps are these divided
-/// by f_c(x), which changes no ranking and no per-image correlation when f_c(x) &gt; 0.
+/// LRP seeds the backward pass with the one-hot vector of the target, as Zennit (which the paper used) does, so the
+/// relevance starts at 1 and LRP-0 on a bias-free ReLU network equals InputXGradient / f_c(x). Seeding with f_c(x)
+/// instead (<see cref="GradientAttributionOptions.LrpScaleByOutput"/>) multiplies every map by f_c(x): the sign of each
+/// map then flips on rows whose target logit is negative, which reverses their top-φ rankings in a faithfulness check.
 /// </remarks>
 public sealed class GradientAttribution : IAttributionMethod
 {
@@ -256,7 +257,7 @@ public sealed class GradientAttribution : IAttributionMethod
         var referenceInputs = baseline is null ? null : Forward(layers, baseline.expand(x.shape[0], FeatureSize));
         var output = inputs[^1];
         var grad = zeros_like(output).scatter_(1, t.unsqueeze(1), ones(t.shape[0], 1, device: _device));
-        if (rule == Rule.Lrp)
+        if (rule == Rule.Lrp && _options.LrpScaleByOutput)
             grad = grad * output;
         int camLayer = -1;
         for (int i = layers.Count - 1; i >= 0 && camLayer < 0; i--)

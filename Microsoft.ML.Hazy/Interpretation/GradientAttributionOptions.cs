@@ -29,7 +29,7 @@ public enum GradientMethod
     /// <summary>Guided Backprop ⊙ the nearest-upsampled ReLU(Grad-CAM) of the last convolution. Needs a convolutional layered network.</summary>
     GuidedGradCam,
 
-    /// <summary>Layer-wise relevance propagation: ε rule for linear layers, γ rule for convolutions, batch norm merged. Needs a layered network.</summary>
+    /// <summary>Layer-wise relevance propagation from the one-hot target (Zennit): ε rule for linear layers, γ rule for convolutions, batch norm merged. Needs a layered network.</summary>
     Lrp,
 }
 
@@ -112,6 +112,14 @@ public sealed class GradientAttributionOptions
 
     /// <summary>γ of the LRP rule for convolutions (the paper: 0.25).</summary>
     public double LrpGamma = 0.25;
+
+    /// <summary>
+    /// Seed LRP with the target's output f_c(x) instead of 1 (false, Zennit's one-hot seed as the paper called it). The
+    /// relevance is then conserved as Σ R = f_c(x) (up to what biases absorb), as in Bach et al. (2015), and LRP-0 on a
+    /// bias-free ReLU network equals InputXGradient; every map is the default one times f_c(x), so its sign flips on rows
+    /// whose target output is negative.
+    /// </summary>
+    public bool LrpScaleByOutput;
 
     /// <summary>
     /// Where Guided Grad-CAM reads its activations: false (the paper's call, Captum's <c>LayerGradCam</c> on the last

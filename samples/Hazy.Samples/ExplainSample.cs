@@ -84,6 +84,9 @@ internal static class ExplainSample
         }
         methods.Add(("GuidedGradCam (after ReLU)", (m, _) => mlContext.Hazy().Interpretation
             .Attribution(m, new GradientAttributionOptions { Method = GradientMethod.GuidedGradCam, GradCamAfterActivation = true }).Fit(source.Test).Method));
+        // LRP seeded with f_c(x) instead of Zennit's one-hot target: the same maps times f_c(x), sign-flipped where the logit is negative.
+        methods.Add(("Lrp (f_c(x) seed)", (m, _) => mlContext.Hazy().Interpretation
+            .Attribution(m, new GradientAttributionOptions { Method = GradientMethod.Lrp, LrpScaleByOutput = true }).Fit(source.Test).Method));
         methods.Add(("Occlusion", (_, s) => new OcclusionAttribution(s, new OcclusionAttribution.Options { Shape = [1, Side, Side], WindowShape = [1, 4, 4], Strides = [1, 2, 2] })));
         var superpixels = Enumerable.Range(0, Pixels).Select(p => p / Side / 4 * (Side / 4) + p % Side / 4).ToArray();
         methods.Add(("KernelSHAP", (_, s) => new KernelShapAttribution(s, new KernelShapAttribution.Options { NumberOfEvaluations = 512, FeatureGroups = superpixels, Seed = 3 })));

@@ -48,8 +48,9 @@ public sealed class GradientAttributionTests
         AssertClose(Attribute(model, GradientMethod.InputXGradient, X), new[] { 2, -2, 1.5 });
         AssertClose(Attribute(model, GradientMethod.GuidedBackprop, X), new[] { 2, -1, 0.5 });
         AssertClose(Attribute(model, GradientMethod.SmoothGrad, X, configure: o => { o.Signed = true; o.SmoothGradSamples = 7; }), new[] { 2, -1, 0.5 }, 1e-5);
-        // LRP-0 on a linear layer: x ⊙ w · f(x)/z with z = f(x); the bias keeps 0.3 of the relevance.
-        AssertClose(Attribute(model, GradientMethod.Lrp, X), new[] { 2, -2, 1.5 }, 1e-5);
+        // LRP-0 on a linear layer from the one-hot seed: x ⊙ w / z with z = f(x) = 1.8; the bias keeps 0.3/1.8 of the relevance 1.
+        AssertClose(Attribute(model, GradientMethod.Lrp, X), new[] { 2 / 1.8, -2 / 1.8, 1.5 / 1.8 }, 1e-5);
+        AssertClose(Attribute(model, GradientMethod.Lrp, X, configure: o => o.LrpScaleByOutput = true), new[] { 2, -2, 1.5 }, 1e-5);
     }
 
     [TestCase(GradientMethod.IntegratedGradients)]
@@ -114,15 +115,46 @@ public sealed class GradientAttributionTests
         return y.data<float>().ToArray();
     }
 
+    /// <summary>
+    /// On a bias-free ReLU network LRP-0 seeded with the one-hot target (Zennit) is x ⊙ ∂f_c/∂x / f_c(x) and sums to 1;
+    /// seeded with f_c(x) it is InputXGradient (Ancona et al. 2018). Some targets are each row's smallest logit, so some
+    /// f_c(x) are negative: there the default map has the opposite sign of InputXGradient.
+    /// </summary>
     [Test]
-    public void LrpZeroEqualsInputXGradientOnBiasFreeReluNetworks()
+    public void LrpZeroSeededWithOneIsInputXGradientOverTheTargetLogit()
     {
         using var model = ReluMlp(3, bias: false);
         var x = RandomRows(10, 6, 1);
-        var targets = Enumerable.Range(0, 10).Select(i => i % 3).ToArray();
+        var f = Outputs(model, x, 6);
+        var targets = Enumerable.Range(0, 10).Select(i =>
+        {
+            var logits = f.AsSpan(i * 3, 3).ToArray();
+            return Array.IndexOf(logits, i % 2 == 0 ? logits.Min() : logits.Max());
+        }).ToArray();
         var lrp = new GradientAttribution(model, 6, new GradientAttributionOptions { Method = GradientMethod.Lrp }).Attribute(x, 10, targets);
+        var scaled = new GradientAttribution(model, 6, new GradientAttributionOptions { Method = GradientMethod.Lrp, LrpScaleByOutput = true }).Attribute(x, 10, targets);
         var ixg = new GradientAttribution(model, 6, new GradientAttributionOptions { Method = GradientMethod.InputXGradient }).Attribute(x, 10, targets);
-        Assert.That(lrp, Is.EqualTo(ixg).Within(1e-5));
+        Assert.That(scaled, Is.EqualTo(ixg).Within(1e-5));
+        int negativeRows = 0, flipped = 0;
+        for (int i = 0; i < 10; i++)
+        {
+            double fc = f[i * 3 + targets[i]];
+            Assert.That(Math.Abs(fc), Is.GreaterThan(1e-2), $"row {i}: f_c(x) far enough from 0 for the checks below");
+            negativeRows += fc < 0 ? 1 : 0;
+            Assert.That(lrp.AsSpan(i * 6, 6).ToArray().Sum(), Is.EqualTo(1).Within(1e-4), $"row {i}: Σ relevance");
+            for (int j = i * 6; j < i * 6 + 6; j++)
+            {
+                Assert.That(lrp[j], Is.EqualTo(ixg[j] / fc).Within(1e-5 + 1e-5 * Math.Abs(ixg[j] / fc)), $"row {i} feature {j - i * 6}");
+                Assert.That(scaled[j], Is.EqualTo(lrp[j] * fc).Within(1e-5), $"row {i} feature {j - i * 6}: the option is the default times f_c(x)");
+                if (fc < 0 && Math.Abs(ixg[j]) > 1e-4)
+                {
+                    Assert.That(Math.Sign(lrp[j]), Is.EqualTo(-Math.Sign(ixg[j])), $"row {i} feature {j - i * 6}");
+                    flipped++;
+                }
+            }
+        }
+        Assert.That(negativeRows, Is.GreaterThan(0), "some rows explain a negative logit");
+        Assert.That(flipped, Is.GreaterThan(0));
     }
 
     [Test]
@@ -191,13 +223,14 @@ public sealed class GradientAttributionTests
     [Test]
     public void LrpMergesBatchNormIntoTheConvolution()
     {
-        // Bias-free and centred batch norm: the merged network is homogeneous, so LRP-0 (γ = 0) equals InputXGradient.
+        // Bias-free and centred batch norm: the merged network is homogeneous, so LRP-0 (γ = 0) times f_c(x) equals InputXGradient.
         using var model = SmallCnn(11, bias: false, centredBatchNorm: true);
         var x = RandomRows(5, 72, 5);
         var targets = new[] { 0, 1, 2, 3, 0 };
+        var f = Outputs(model, x, 72);
         var lrp = new GradientAttribution(model, 72, new GradientAttributionOptions { Method = GradientMethod.Lrp, LrpGamma = 0 }).Attribute(x, 5, targets);
         var ixg = new GradientAttribution(model, 72, new GradientAttributionOptions { Method = GradientMethod.InputXGradient }).Attribute(x, 5, targets);
-        Assert.That(lrp, Is.EqualTo(ixg).Within(1e-4));
+        Assert.That(lrp.Select((v, k) => v * f[k / 72 * 4 + targets[k / 72]]), Is.EqualTo(ixg).Within(1e-4));
     }
 
     [Test]
