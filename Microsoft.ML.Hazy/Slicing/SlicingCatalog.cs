@@ -14,7 +14,7 @@ namespace Microsoft.ML
         /// <param name="predictionColumnName">The model's class probabilities (vector) or positive-class probability (Single).</param>
         /// <param name="numberOfSlices">Slices returned.</param>
         /// <param name="numberOfComponents">Mixture components, k̄.</param>
-        /// <param name="labelAndPredictionWeight">γ = γ̂, the weight of the label and prediction terms.</param>
+        /// <param name="labelAndPredictionWeight">γ = γ̂, the weight of the label and prediction terms (10; the reference class defaults to 1, see <see cref="DominoEstimator.Options.LabelWeight"/>).</param>
         /// <param name="pcaComponents">Principal components kept before the mixture; null or 0 disables PCA.</param>
         /// <remarks>See <see cref="DominoEstimator"/> for the input and output columns.</remarks>
         public static DominoEstimator HazyDomino(this TransformsCatalog catalog,
@@ -48,7 +48,7 @@ namespace Microsoft.ML.Hazy
         /// <param name="predictionColumnName">The model's class probabilities (vector) or positive-class probability (Single).</param>
         /// <param name="numberOfSlices">Slices returned.</param>
         /// <param name="numberOfComponents">Mixture components, k̄.</param>
-        /// <param name="labelAndPredictionWeight">γ = γ̂, the weight of the label and prediction terms.</param>
+        /// <param name="labelAndPredictionWeight">γ = γ̂, the weight of the label and prediction terms (10; the reference class defaults to 1, see <see cref="DominoEstimator.Options.LabelWeight"/>).</param>
         /// <param name="pcaComponents">Principal components kept before the mixture; null or 0 disables PCA.</param>
         /// <remarks>
         /// <format type="text/markdown"><![CDATA[

@@ -173,11 +173,12 @@ internal static class DominoSample
         var modelView = new PoolView(train, modelIdx, trainEmb, dims, modelCoarse);
         clock.Restart();
         var settingModel = context.Choice("setting-model", "cnn");
+        double dominoWeight = context.Text("domino-weight") is { } w ? double.Parse(w, CultureInfo.InvariantCulture) : new DominoEstimator.Options().LabelWeight;
         var settings = BuildSettings(new SettingContext(ml, valView, testView, modelView, mode, settingModel == "cnn"), out var tried);
         AnsiConsole.MarkupLine(Invariant($"Settings: {settings.Count} kept of {tried.Values.Sum()} candidates ({string.Join(", ", tried.Select(t => $"{settings.Count(x => x.Type == t.Key)} of {t.Value} {t.Key}"))}) in {clock.Elapsed.TotalSeconds:F0} s; slice error rate {settings.Average(x => x.SliceErrorRate):P1}, elsewhere {settings.Average(x => x.OtherErrorRate):P1} (test rows, mean over settings)."));
         ISliceDiscoveryMethod[] methods =
         [
-            DominoSliceDiscovery.Domino(),
+            new DominoSliceDiscovery("Domino", new DominoEstimator.Options { LabelWeight = dominoWeight, PredictionWeight = dominoWeight }),
             new ConfusionMatrixSliceDiscovery(),
             DominoSliceDiscovery.GaussianMixture(),
             new PerClassMixtureSliceDiscovery(),
@@ -234,7 +235,7 @@ internal static class DominoSample
         var (errorSlices, report) = SliceTheEncoder(ml, test, testPool, testEmb, testProbs, dims, valView, ct);
 
         var metrics = new DominoMetrics(
-            encoderKind, predictionKind, mode == PredictionMode.PerSetting ? settingModel : null, Math.Round(encoderSeconds, 1), settings.Count, tried, SettingRows, source.Directory, Math.Round(encoderAccuracy, 4), Math.Round(modelAccuracy, 4), dims,
+            encoderKind, predictionKind, mode == PredictionMode.PerSetting ? settingModel : null, dominoWeight, Math.Round(encoderSeconds, 1), settings.Count, tried, SettingRows, source.Directory, Math.Round(encoderAccuracy, 4), Math.Round(modelAccuracy, 4), dims,
             Math.Round(settings.Average(s => s.SliceErrorRate), 4), Math.Round(settings.Average(s => s.OtherErrorRate), 4),
             summary.ToArray(), Math.Round(dominoAll - bestBaseline.MeanPrecisionAt10, 4), bestBaseline.Method,
             errorSlices, Math.Round(report.OverallAccuracy, 4), Math.Round(total.Elapsed.TotalSeconds, 1), results.ToArray());
@@ -859,7 +860,7 @@ internal static class DominoSample
     private sealed record ErrorSlice(int Slice, int Size, double ExpectedSize, double Gap, double AccuracyInside, double AccuracyOutside,
         string DominantLabel, double DominantLabelShare, string DominantPrediction, double DominantPredictionShare, string[] TopPhrases, int[] TopRows);
 
-    private sealed record DominoMetrics(string Encoder, string Predictions, string? SettingModel, double EncoderSeconds, int Settings, Dictionary<string, int> CandidatesTried, int RowsPerSplit, string DataDirectory, double EncoderTestAccuracy, double SlicedModelTestAccuracy,
+    private sealed record DominoMetrics(string Encoder, string Predictions, string? SettingModel, double DominoWeight, double EncoderSeconds, int Settings, Dictionary<string, int> CandidatesTried, int RowsPerSplit, string DataDirectory, double EncoderTestAccuracy, double SlicedModelTestAccuracy,
         int EmbeddingSize, double MeanSliceErrorRate, double MeanOtherErrorRate, MethodSummary[] Summary, double DominoMinusBestBaselinePrecisionAt10,
         string BestBaseline, ErrorSlice[] EncoderErrorSlices, double EncoderAccuracyInReport, double TotalSeconds, SettingResult[] PerSetting);
 }

@@ -13,8 +13,8 @@ public sealed class BlockSparseMask
 
     /// <summary>Creates a mask from a user-supplied (query block × key block) table.</summary>
     /// <param name="blocks">True where the tile is computed; <c>blocks[i, j]</c> covers queries i·queryBlockSize… and keys j·keyBlockSize….</param>
-    /// <param name="queryBlockSize">Rows per query block (a multiple of 16, at most 256).</param>
-    /// <param name="keyBlockSize">Keys per key block (a multiple of 16, at most 256).</param>
+    /// <param name="queryBlockSize">Rows per query block, from 1 to 256 (best a multiple of 16: see <see cref="FlashAttentionOptions.QueryBlockSize"/>).</param>
+    /// <param name="keyBlockSize">Keys per key block, from 1 to 256 (best a multiple of 16).</param>
     public BlockSparseMask(bool[,] blocks, int queryBlockSize = FlashAttentionOptions.DefaultBlockSize, int keyBlockSize = FlashAttentionOptions.DefaultBlockSize)
     {
         ArgumentNullException.ThrowIfNull(blocks);

@@ -124,8 +124,25 @@ public static unsafe class FlashAttentionKernel
             Seed = options.DropoutSeed;
             KeyCacheBytes = options.KeyCacheBytes;
             Fused = ForwardStep.Fits(Isa, Dp) && UseFusedForward;
-            KeyLd = Fused ? RoundUp(Bc, ForwardStep.Keys) : Bc;
+            Br4 = RoundUp(Br, 4);
+            Ls = RoundUp(Bc, 16);
+            KeyLd = Fused ? RoundUp(Bc, ForwardStep.Keys) : Ls;
+            Workers = options.Workers ?? Environment.ProcessorCount;
+            if (Workers < 1)
+                throw new ArgumentOutOfRangeException(nameof(options), Workers, "The kernel needs at least one worker.");
         }
+
+        /// <summary>Query rows a tile buffer holds: the GEMM micro-kernel works on 4 rows at a time.</summary>
+        public int Br4 { get; }
+
+        /// <summary>
+        /// Row stride of score tiles (and of τKᵀ, Vᵀ in the backward): the micro-kernel writes 16 columns at a time. It
+        /// equals <see cref="Bc"/> for the usual tile sizes, multiples of 16; other sizes pad the buffers instead.
+        /// </summary>
+        public int Ls { get; }
+
+        /// <summary>The most threads a call uses; with one, every work item runs on the calling thread.</summary>
+        public int Workers { get; }
 
         /// <summary>Whether the forward runs the fused step (<see cref="ForwardStep"/>).</summary>
         public bool Fused { get; }
@@ -189,9 +206,9 @@ public static unsafe class FlashAttentionKernel
 
         public Workspace(Plan plan, bool backward)
         {
-            int br = plan.Br, bc = plan.Bc, dp = plan.Dp;
+            int br = plan.Br4, bc = plan.Bc, ls = plan.Ls, dp = plan.Dp;
             Qs = Alloc(br * dp);
-            S = Alloc(br * bc);
+            S = Alloc(br * ls);
             Kt = Alloc(dp * plan.KeyLd);
             Vb = Alloc(bc * dp);
             P = Alloc(4 * ForwardStep.Keys);
@@ -205,12 +222,12 @@ public static unsafe class FlashAttentionKernel
             if (backward)
             {
                 Ks = Alloc(bc * dp);
-                Vt = Alloc(dp * bc);
+                Vt = Alloc(dp * ls);
                 Dob = Alloc(br * dp);
-                Dpb = Alloc(br * bc);
-                Pd = Alloc(br * bc);
-                DkAcc = Alloc(bc * dp);
-                DvAcc = Alloc(bc * dp);
+                Dpb = Alloc(br * ls);
+                Pd = Alloc(br * ls);
+                DkAcc = Alloc(ls * dp);
+                DvAcc = Alloc(ls * dp);
             }
         }
 
@@ -250,6 +267,7 @@ public static unsafe class FlashAttentionKernel
 
         private float* Alloc(int count)
         {
+            t_nativeBytes += (long)count * sizeof(float);
             var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
             NativeMemory.Clear(p, (nuint)(count * sizeof(float)));
             _blocks.Add((nint)p);
@@ -264,25 +282,45 @@ public static unsafe class FlashAttentionKernel
         }
     }
 
+    [ThreadStatic]
+    private static long t_nativeBytes;
+
+    /// <summary>Bytes of tile buffers and key caches the kernel has allocated on this thread (all of a call's with one worker).</summary>
+    internal static long NativeBytesAllocatedForCurrentThread => t_nativeBytes;
+
     private static int RoundUp(int x, int m) => (x + m - 1) / m * m;
 
-    // One worker per core: each holds its own tile buffers and key cache, so memory stays bounded by cores × workspace
-    // even when the thread pool injects extra threads during long calls.
-    private static ParallelOptions Workers => new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
+    // One worker per core by default: each holds its own tile buffers and key cache, so memory stays bounded by
+    // cores × workspace even when the thread pool injects extra threads during long calls.
+    private static ParallelOptions Workers(Plan plan) => new() { MaxDegreeOfParallelism = plan.Workers };
+
+    // Parallel.For over work items with a workspace per worker; with one worker the items run in order on the calling
+    // thread, so that its allocations are all of the call's.
+    private static void ForEachItem(Plan plan, int items, bool backward, Action<int, Workspace> body)
+    {
+        if (plan.Workers == 1)
+        {
+            using var ws = new Workspace(plan, backward);
+            for (int item = 0; item < items; item++)
+                body(item, ws);
+            return;
+        }
+        Parallel.For(0, items, Workers(plan), () => new Workspace(plan, backward),
+            (item, _, ws) =>
+            {
+                body(item, ws);
+                return ws;
+            },
+            ws => ws.Dispose());
+    }
 
     internal static void Forward(AttentionShape shape, float* q, float* k, float* v, float* o, float* lse, FlashAttentionOptions options)
     {
         shape.Validate();
         var plan = new Plan(shape, options);
         nint pq = (nint)q, pk = (nint)k, pv = (nint)v, po = (nint)o, pl = (nint)lse;
-        int items = shape.Batch * shape.Heads * plan.Tr;
-        Parallel.For(0, items, Workers, () => new Workspace(plan, backward: false),
-            (item, _, ws) =>
-            {
-                ForwardBlock(plan, ws, item / plan.Tr, item % plan.Tr, (float*)pq, (float*)pk, (float*)pv, (float*)po, (float*)pl);
-                return ws;
-            },
-            ws => ws.Dispose());
+        ForEachItem(plan, shape.Batch * shape.Heads * plan.Tr, backward: false,
+            (item, ws) => ForwardBlock(plan, ws, item / plan.Tr, item % plan.Tr, (float*)pq, (float*)pk, (float*)pv, (float*)po, (float*)pl));
     }
 
     // FlashAttention-2 forward for one query block: online softmax over the key blocks, LSE = m + log ℓ.
@@ -295,7 +333,7 @@ public static unsafe class FlashAttentionKernel
             return;
         }
         var shape = plan.Shape;
-        int b = bh / shape.Heads, d = plan.D, dp = plan.Dp, bc = plan.Bc;
+        int b = bh / shape.Heads, d = plan.D, dp = plan.Dp, bc = plan.Bc, ls = plan.Ls;
         int r0 = i * plan.Br, nr = Math.Min(plan.Br, shape.QueryLength - r0), nr4 = RoundUp(nr, 4);
         var isa = plan.Isa;
         float* qt = RowTile(q + ((long)bh * shape.QueryLength + r0) * d, nr, nr4, d, dp, ws.Qs, out int ldq);
@@ -313,11 +351,11 @@ public static unsafe class FlashAttentionKernel
             int j0 = j * bc, nc = Math.Min(bc, shape.KeyLength - j0), nc16 = RoundUp(nc, 16);
             float* kt = ws.KeyTile(plan, bh, j, kh + (long)j0 * d, nc);
             float* vt = RowTile(vh + (long)j0 * d, nc, nc, d, dp, ws.Vb, out int ldv);
-            TileMath.Gemm(isa, qt, ldq, kt, plan.KeyLd, ws.S, bc, nr4, nc16, d, accumulate: false);
+            TileMath.Gemm(isa, qt, ldq, kt, plan.KeyLd, ws.S, ls, nr4, nc16, d, accumulate: false);
             for (int r = 0; r < nr; r++)
             {
                 int row = r0 + r;
-                float* s = ws.S + r * bc;
+                float* s = ws.S + r * ls;
                 int visible = plan.VisibleColumns(b, row, j0, nc);
                 if (visible == 0)
                 {
@@ -336,7 +374,7 @@ public static unsafe class FlashAttentionKernel
                 if (plan.Dropout)
                     ApplyDropout(plan, s, visible, bh, row, j0);
             }
-            TileMath.Gemm(isa, ws.S, bc, vt, ldv, ws.Acc, dp, nr4, dp, nc, accumulate: true);
+            TileMath.Gemm(isa, ws.S, ls, vt, ldv, ws.Acc, dp, nr4, dp, nc, accumulate: true);
         }
         float* oh = o + ((long)bh * shape.QueryLength + r0) * d;
         float* lh = lse + (long)bh * shape.QueryLength + r0;
@@ -430,7 +468,7 @@ public static unsafe class FlashAttentionKernel
         // D_i = rowsum(dO ∘ O), once per row.
         var rowDot = new float[shape.RowCount];
         nint po = (nint)o, pdo = (nint)dO;
-        Parallel.For(0, bhCount, Workers, bh =>
+        Parallel.For(0, bhCount, Workers(plan), bh =>
         {
             for (int r = 0; r < shape.QueryLength; r++)
             {
@@ -441,28 +479,25 @@ public static unsafe class FlashAttentionKernel
 
         // Each (batch-head, chunk) owns the key blocks j ≡ chunk (mod chunks); with few batch-heads, chunks > 1 and
         // each chunk accumulates dQ into its own buffer, summed afterwards (no atomics, deterministic).
-        int workers = Environment.ProcessorCount;
+        int workers = plan.Workers;
         int chunks = Math.Clamp((2 * workers + bhCount - 1) / bhCount, 1, plan.Tc);
         float[]? partial = chunks > 1 ? new float[(long)chunks * shape.QueryElements] : null;
         nint pq = (nint)q, pk = (nint)k, pv = (nint)v, pl = (nint)lse, pdq = (nint)dq, pdk = (nint)dk, pdv = (nint)dv;
         fixed (float* ppart = partial)
         {
             nint pp = (nint)ppart;
-            Parallel.For(0, bhCount * chunks, Workers, () => new Workspace(plan, backward: true),
-                (item, _, ws) =>
-                {
-                    int bh = item / chunks, chunk = item % chunks;
-                    float* dqTarget = partial is null ? (float*)pdq : (float*)pp + chunk * shape.QueryElements;
-                    for (int j = chunk; j < plan.Tc; j += chunks)
-                        BackwardKeyBlock(plan, ws, bh, j, (float*)pq, (float*)pk, (float*)pv, (float*)pl, (float*)pdo, rowDot,
-                            dqTarget, (float*)pdk, (float*)pdv);
-                    return ws;
-                },
-                ws => ws.Dispose());
+            ForEachItem(plan, bhCount * chunks, backward: true, (item, ws) =>
+            {
+                int bh = item / chunks, chunk = item % chunks;
+                float* dqTarget = partial is null ? (float*)pdq : (float*)pp + chunk * shape.QueryElements;
+                for (int j = chunk; j < plan.Tc; j += chunks)
+                    BackwardKeyBlock(plan, ws, bh, j, (float*)pq, (float*)pk, (float*)pv, (float*)pl, (float*)pdo, rowDot,
+                        dqTarget, (float*)pdk, (float*)pdv);
+            });
             if (partial is not null)
             {
                 long n = shape.QueryElements;
-                Parallel.For(0, bhCount, Workers, bh =>
+                Parallel.For(0, bhCount, Workers(plan), bh =>
                 {
                     long start = (long)bh * shape.QueryLength * d, end = start + (long)shape.QueryLength * d;
                     for (int c = 0; c < chunks; c++)
@@ -482,7 +517,7 @@ public static unsafe class FlashAttentionKernel
     {
         var shape = plan.Shape;
         var isa = plan.Isa;
-        int b = bh / shape.Heads, d = plan.D, dp = plan.Dp, bc = plan.Bc, br = plan.Br;
+        int b = bh / shape.Heads, d = plan.D, dp = plan.Dp, bc = plan.Bc, br = plan.Br, ls = plan.Ls;
         int j0 = j * bc, nc = Math.Min(bc, shape.KeyLength - j0), nc4 = RoundUp(nc, 4), nc16 = RoundUp(nc, 16);
         float* kh = k + ((long)bh * shape.KeyLength + j0) * d, vh = v + ((long)bh * shape.KeyLength + j0) * d;
         bool any = false;
@@ -493,8 +528,8 @@ public static unsafe class FlashAttentionKernel
             if (!any)
             {
                 any = true;
-                PackTransposed(kh, nc, d, bc, plan.Scale, ws.Kt);
-                PackTransposed(vh, nc, d, bc, 1f, ws.Vt);
+                PackTransposed(kh, nc, d, ls, plan.Scale, ws.Kt);
+                PackTransposed(vh, nc, d, ls, 1f, ws.Vt);
                 PackRows(kh, nc, nc, d, dp, plan.Scale, ws.Ks, isa);
                 new Span<float>(ws.DkAcc, nc4 * dp).Clear();
                 new Span<float>(ws.DvAcc, nc4 * dp).Clear();
@@ -503,11 +538,11 @@ public static unsafe class FlashAttentionKernel
             long rowBase = (long)bh * shape.QueryLength + r0;
             float* qt = RowTile(q + rowBase * d, nr, nr4, d, dp, ws.Qs, out int ldq);
             float* dot = RowTile(dO + rowBase * d, nr, nr4, d, dp, ws.Dob, out int lddo);
-            TileMath.Gemm(isa, qt, ldq, ws.Kt, bc, ws.S, bc, nr4, nc16, d, accumulate: false);
-            TileMath.Gemm(isa, dot, lddo, ws.Vt, bc, ws.Dpb, bc, nr4, nc16, d, accumulate: false);
+            TileMath.Gemm(isa, qt, ldq, ws.Kt, ls, ws.S, ls, nr4, nc16, d, accumulate: false);
+            TileMath.Gemm(isa, dot, lddo, ws.Vt, ls, ws.Dpb, ls, nr4, nc16, d, accumulate: false);
             for (int r = 0; r < nr4; r++)
             {
-                float* p = ws.S + r * bc, dpr = ws.Dpb + r * bc, pd = ws.Pd + r * bc;
+                float* p = ws.S + r * ls, dpr = ws.Dpb + r * ls, pd = ws.Pd + r * ls;
                 int visible = r < nr ? plan.VisibleColumns(b, r0 + r, j0, nc) : 0;
                 if (visible > 0)
                 {
@@ -528,9 +563,9 @@ public static unsafe class FlashAttentionKernel
                 if (plan.Dropout)
                     new Span<float>(pd + visible, nc16 - visible).Clear();
             }
-            TileMath.GemmTransposedA(isa, plan.Dropout ? ws.Pd : ws.S, bc, dot, lddo, ws.DvAcc, dp, nc4, dp, nr4, accumulate: true);
-            TileMath.GemmTransposedA(isa, ws.Dpb, bc, qt, ldq, ws.DkAcc, dp, nc4, dp, nr4, accumulate: true);
-            TileMath.Gemm(isa, ws.Dpb, bc, ws.Ks, dp, ws.Acc, dp, nr4, dp, nc, accumulate: false);
+            TileMath.GemmTransposedA(isa, plan.Dropout ? ws.Pd : ws.S, ls, dot, lddo, ws.DvAcc, dp, nc4, dp, nr4, accumulate: true);
+            TileMath.GemmTransposedA(isa, ws.Dpb, ls, qt, ldq, ws.DkAcc, dp, nc4, dp, nr4, accumulate: true);
+            TileMath.Gemm(isa, ws.Dpb, ls, ws.Ks, dp, ws.Acc, dp, nr4, dp, nc, accumulate: false);
             for (int r = 0; r < nr; r++)
                 TileMath.AddTo(isa, dq + (rowBase + r) * d, ws.Acc + r * dp, d);
         }

@@ -51,10 +51,14 @@ public sealed class FlashAttentionOptions
     /// <summary>The seed of the counter-based dropout mask; the same seed regenerates the same mask in the backward.</summary>
     public ulong DropoutSeed { get; set; }
 
-    /// <summary>Rows per query block when there is no <see cref="BlockMask"/> (a multiple of 16, at most 256).</summary>
+    /// <summary>
+    /// Rows per query block when there is no <see cref="BlockMask"/>, from 1 to 256. Multiples of 16 are the sizes to
+    /// use: the micro-kernel works on 4 rows × 16 keys at a time, so other sizes run on padded tiles and waste work.
+    /// They exist so that the tiling can be checked on small hand-checkable tiles (1, 2, 3 rows).
+    /// </summary>
     public int QueryBlockSize { get; set; } = DefaultBlockSize;
 
-    /// <summary>Keys per key block when there is no <see cref="BlockMask"/> (a multiple of 16, at most 256).</summary>
+    /// <summary>Keys per key block when there is no <see cref="BlockMask"/>, from 1 to 256 (multiples of 16: see <see cref="QueryBlockSize"/>).</summary>
     public int KeyBlockSize { get; set; } = DefaultBlockSize;
 
     /// <summary>The widest instruction set to use; null picks the best this machine has.</summary>
@@ -63,12 +67,15 @@ public sealed class FlashAttentionOptions
     /// <summary>Per-worker memory for keeping a batch-head's packed key tiles; beyond it tiles are repacked on use.</summary>
     internal long KeyCacheBytes { get; set; } = 32L << 20;
 
+    /// <summary>The most threads a call uses; null means one per core. With 1 the call runs on the calling thread.</summary>
+    internal int? Workers { get; set; }
+
     /// <summary>A shallow copy.</summary>
     public FlashAttentionOptions Clone() => (FlashAttentionOptions)MemberwiseClone();
 
     internal static void CheckBlockSize(int size, string name)
     {
-        if (size < 16 || size > 256 || size % 16 != 0)
-            throw new ArgumentOutOfRangeException(name, size, "Attention block sizes must be multiples of 16 between 16 and 256.");
+        if (size < 1 || size > 256)
+            throw new ArgumentOutOfRangeException(name, size, "Attention block sizes must be between 1 and 256.");
     }
 }

@@ -101,7 +101,7 @@ public sealed class DominoSliceDiscovery : ISliceDiscoveryMethod
         _options = options ?? throw new ArgumentNullException(nameof(options));
     }
 
-    /// <summary>Domino with its defaults (γ = γ̂ = 10, confusion initialisation).</summary>
+    /// <summary>Domino with its defaults (γ = γ̂ = 10, where the reference class uses 1: see <see cref="DominoEstimator.Options.LabelWeight"/>; confusion initialisation).</summary>
     public static DominoSliceDiscovery Domino(int? pcaComponents = 128) => new("Domino", new DominoEstimator.Options { PcaComponents = pcaComponents });
 
     /// <summary>A plain diagonal Gaussian mixture on the embeddings (γ = γ̂ = 0, k-means initialisation, as scikit-learn's), slices chosen by Domino's rule.</summary>

@@ -28,7 +28,32 @@ public sealed class FlashAttentionKernelTests
     private static readonly float[] PaperV2 = [1, 0, 0, 1, 1, 1, 2, 1];
 
     [TestCaseSource(nameof(Levels))]
-    public void PaperVectorsFullAndCausal(SimdLevel level)
+    public void PaperVectorsFullAndCausal(SimdLevel level) => CheckPaperVectors(level, FlashAttentionOptions.DefaultBlockSize, FlashAttentionOptions.DefaultBlockSize);
+
+    private static IEnumerable<TestCaseData> PaperTileCases() =>
+        from level in Levels
+        from tiles in new[] { (1, 1), (2, 2), (1, 3), (3, 2) }
+        from fused in new[] { true, false }
+        where fused || level == SimdLevel.Avx512
+        select new TestCaseData(level, tiles.Item1, tiles.Item2, fused);
+
+    // Research report §2.9: the tiled online softmax with (Br, Bc) ∈ {(1,1), (2,2), (1,3), (3,2)} reproduces the report's
+    // O and LSE (and here also its gradients and causal values); at AVX-512 the fused step and the general path both.
+    [TestCaseSource(nameof(PaperTileCases))]
+    public void PaperVectorsWithTheReportsSmallTiles(SimdLevel level, int queryBlock, int keyBlock, bool fused)
+    {
+        try
+        {
+            FlashAttentionKernel.UseFusedForward = fused;
+            CheckPaperVectors(level, queryBlock, keyBlock);
+        }
+        finally
+        {
+            FlashAttentionKernel.UseFusedForward = true;
+        }
+    }
+
+    private static void CheckPaperVectors(SimdLevel level, int queryBlock, int keyBlock)
     {
         // V is 4×2 in the report; the kernel needs V's width = d, so V is padded with two zero columns (O's extra columns are 0).
         var v = new float[16];
@@ -42,14 +67,14 @@ public sealed class FlashAttentionKernelTests
             dO[r * 4 + 1] = paperDo[r * 2 + 1];
         }
         var shape = new AttentionShape(1, 1, 4, 4, 4);
-        var full = Flash(shape, PaperQ, PaperK, v, dO, new FlashAttentionOptions { Scale = 0.5, MaxSimdLevel = level });
+        var full = Flash(shape, PaperQ, PaperK, v, dO, new FlashAttentionOptions { Scale = 0.5, MaxSimdLevel = level, QueryBlockSize = queryBlock, KeyBlockSize = keyBlock });
         AssertClose(Columns(full.O, 2), [1.269873, 0.842940, 1, 0.811230, 1, 0.573067, 1, 0.811230], 2e-6);
         AssertClose(full.Lse, [2.851129, 2.167224, 2.351129, 2.667224], 2e-6);
         AssertClose(Columns(full.Dv, 2), [.013283, .409251, .466844, .776629, .283156, .307363, .736717, .506756], 2e-6);
         AssertClose(full.Dq, [.034729, -.067054, .077328, .067054, -.270638, -.172193, .289694, .172193, 0, .078530, -.078530, -.078530, -.135319, -.202807, .261558, .202807], 2e-6);
         AssertClose(full.Dk, [.045003, -.306272, -.139698, -.076568, -.033527, -.193005, -.369410, -.047709, -.055277, .071268, -.057102, .017817, .043801, .428009, .566210, .106460], 2e-6);
 
-        var causal = Flash(shape, PaperQ, PaperK, v, null, new FlashAttentionOptions { Scale = 0.5, Causal = true, MaxSimdLevel = level });
+        var causal = Flash(shape, PaperQ, PaperK, v, null, new FlashAttentionOptions { Scale = 0.5, Causal = true, MaxSimdLevel = level, QueryBlockSize = queryBlock, KeyBlockSize = keyBlock });
         AssertClose(Columns(causal.O, 2), [1, 0, 0.377541, 0.622459, 0.813676, 0.493520, 1, 0.811230], 2e-6);
         AssertClose(causal.Lse, [1, 1.474077, 2.180270, 2.667224], 2e-6);
     }
@@ -258,27 +283,232 @@ public sealed class FlashAttentionKernelTests
         return o.Select((x, i) => x * dO[i]).Sum();
     }
 
+    // Over n = 180,000 scores the kept fraction is Binomial(n, 1 − p) / n, standard deviation √(p(1 − p)/n) ≈ 8.9e-4; the
+    // bound is 5 deviations. Masks of two seeds (or two batch-heads) agree, if independent, on (1 − p)² + p² of the scores.
     [Test]
-    public void DropoutKeepsOneMinusPAndBackwardRegeneratesTheForwardMask()
+    public void DropoutMaskKeepsOneMinusPAndSeedsAndHeadsAreIndependent()
     {
         const double p = 0.17;
-        long kept = 0, total = 0;
+        const int n = 2 * 300 * 300;
+        long kept = 0, seedsAgree = 0, headsAgree = 0;
         for (int bh = 0; bh < 2; bh++)
             for (int i = 0; i < 300; i++)
-                for (int j = 0; j < 300; j++, total++)
-                    kept += FlashAttentionKernel.DropoutKeeps(42, bh, i, j, p) ? 1 : 0;
-        Assert.That(kept / (double)total / (1 - p), Is.EqualTo(1.0).Within(0.02));
-        Assert.That(FlashAttentionKernel.DropoutKeeps(42, 0, 1, 2, p), Is.EqualTo(FlashAttentionKernel.DropoutKeeps(42, 0, 1, 2, p)));
+                for (int j = 0; j < 300; j++)
+                {
+                    bool keep = FlashAttentionKernel.DropoutKeeps(42, bh, i, j, p);
+                    kept += keep ? 1 : 0;
+                    seedsAgree += keep == FlashAttentionKernel.DropoutKeeps(43, bh, i, j, p) ? 1 : 0;
+                    headsAgree += keep == FlashAttentionKernel.DropoutKeeps(42, 1 - bh, i, j, p) ? 1 : 0;
+                }
+        double bound = 5 * Math.Sqrt(p * (1 - p) / n);
+        Assert.That(kept / (double)n, Is.EqualTo(1 - p).Within(bound));
+        double agree = (1 - p) * (1 - p) + p * p, agreeBound = 5 * Math.Sqrt(agree * (1 - agree) / n);
+        Assert.That(seedsAgree / (double)n, Is.EqualTo(agree).Within(agreeBound), "seeds 42 and 43");
+        Assert.That(headsAgree / (double)n, Is.EqualTo(agree).Within(agreeBound), "batch-heads 0 and 1");
+    }
 
-        // Forward output and all gradients equal the float64 reference built from the same (seed, b·H + h, i, j) mask.
+    // The forward output and all gradients equal the float64 reference that drops exactly the scores DropoutKeeps
+    // rejects for (seed, b·H + h, i, j): the backward regenerates the forward's mask. Another seed changes O but not the
+    // softmax statistics; the same seed gives the same O bit for bit.
+    [TestCaseSource(nameof(Levels))]
+    public void DropoutEqualsNaiveAttentionWithTheSameKeepMask(SimdLevel level)
+    {
+        const double p = 0.17;
         var shape = new AttentionShape(2, 1, 150, 140, 32);
-        var options = new FlashAttentionOptions { DropoutProbability = p, DropoutSeed = 42, Causal = true };
-        CheckAgainstReference(shape, options, seed: 37);
+        var options = new FlashAttentionOptions { DropoutProbability = p, DropoutSeed = 42, Causal = true, MaxSimdLevel = level };
+        var run = CheckAgainstReference(shape, options, seed: 37);
         var (q, k, v, _) = Inputs(shape, new Random(37));
-        var other = Flash(shape, q, k, v, null, new FlashAttentionOptions { DropoutProbability = p, DropoutSeed = 43, Causal = true });
-        var same = Flash(shape, q, k, v, null, options);
-        Assert.That(other.O, Is.Not.EqualTo(same.O));
-        Assert.That(other.Lse, Is.EqualTo(same.Lse), "dropout does not change the softmax statistics");
+        var again = Flash(shape, q, k, v, null, options);
+        Assert.That(again.O, Is.EqualTo(run.O));
+        var noDropout = Flash(shape, q, k, v, null, new FlashAttentionOptions { Causal = true, MaxSimdLevel = level });
+        var other = Flash(shape, q, k, v, null, new FlashAttentionOptions { DropoutProbability = p, DropoutSeed = 43, Causal = true, MaxSimdLevel = level });
+        double changed = run.O.Zip(other.O, (a, b) => Math.Abs(a - b)).Max();
+        double changedFromNone = run.O.Zip(noDropout.O, (a, b) => Math.Abs(a - b)).Max();
+        Assert.That(changed, Is.GreaterThan(0.1), "another seed drops other scores");
+        Assert.That(changedFromNone, Is.GreaterThan(0.1), "dropout changes O");
+        for (int i = 0; i < run.Lse.Length; i++)
+            Assert.That(other.Lse[i], Is.EqualTo(noDropout.Lse[i]).Within(1e-5), "dropout does not change the softmax statistics");
+    }
+
+    private static IEnumerable<TestCaseData> OddTileCases() =>
+        from level in Levels
+        from tiles in new[] { (1, 1), (1, 3), (3, 2), (5, 7), (7, 5), (17, 33), (3, 64), (64, 3) }
+        select new TestCaseData(level, tiles.Item1, tiles.Item2);
+
+    // Tiles of any size from 1 up: lengths 23 × 29 are not multiples of any tile here but 1, head size 7 is padded, and
+    // the causal cut and key padding fall inside tiles.
+    [TestCaseSource(nameof(OddTileCases))]
+    public void OddTileSizesMatchTheReference(SimdLevel level, int queryBlock, int keyBlock)
+    {
+        var shape = new AttentionShape(2, 2, 23, 29, 7);
+        CheckAgainstReference(shape, new FlashAttentionOptions { QueryBlockSize = queryBlock, KeyBlockSize = keyBlock, MaxSimdLevel = level }, seed: 43);
+        CheckAgainstReference(shape, new FlashAttentionOptions
+        {
+            Causal = true, KeyLengths = [29, 12], QueryBlockSize = queryBlock, KeyBlockSize = keyBlock, MaxSimdLevel = level,
+        }, seed: 47);
+    }
+
+    [TestCaseSource(nameof(Levels))]
+    public void BlockMaskWithOddBlockSizesMatchesTheReference(SimdLevel level)
+    {
+        var rng = new Random(53);
+        var blocks = new bool[8, 6];
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 6; j++)
+                blocks[i, j] = rng.NextDouble() < 0.6;
+        var shape = new AttentionShape(1, 2, 23, 29, 16);
+        CheckAgainstReference(shape, new FlashAttentionOptions { BlockMask = new BlockSparseMask(blocks, 3, 5), MaxSimdLevel = level }, seed: 59);
+    }
+
+    private static IEnumerable<TestCaseData> ShiftCases() =>
+        from level in Levels
+        from tiles in new[] { (64, 64), (3, 2), (16, 16) }
+        select new TestCaseData(level, tiles.Item1, tiles.Item2);
+
+    // Softmax-shift invariance: Q and K get one more column, a_i in Q's row i and 1 in every key, and V a zero column, so
+    // that every score of row i moves by c_i = τ·a_i, up to ±1500. O must not change and LSE must move by c_i exactly; a
+    // softmax that did not subtract the row maximum would overflow (c > 88) or underflow to 0/0 (c < −104). The tolerance
+    // is twice the error of textbook fp32 attention on the same shifted inputs, against the float64 unshifted reference.
+    [TestCaseSource(nameof(ShiftCases))]
+    public void AddingAConstantToEveryScoreOfARowChangesNothing(SimdLevel level, int queryBlock, int keyBlock)
+    {
+        const int d = 7, lq = 37, lk = 41;
+        const double tau = 0.375; // exact in float, so c_i is the same for the kernel and the reference
+        var plain = new AttentionShape(1, 2, lq, lk, d);
+        var shifted = new AttentionShape(1, 2, lq, lk, d + 1);
+        var (q, k, v, _) = Inputs(plain, new Random(61));
+        double[] offsets = [0, 30, -30, 200, -200, 1500, -1500];
+        var shifts = new double[plain.RowCount];
+        var q1 = new float[shifted.QueryElements];
+        var k1 = new float[shifted.KeyElements];
+        var v1 = new float[shifted.KeyElements];
+        for (int row = 0; row < plain.RowCount; row++)
+        {
+            float a = (float)(offsets[row % offsets.Length] / tau);
+            shifts[row] = tau * a;
+            Array.Copy(q, row * d, q1, row * (d + 1), d);
+            q1[row * (d + 1) + d] = a;
+        }
+        for (int key = 0; key < 2 * lk; key++)
+        {
+            Array.Copy(k, key * d, k1, key * (d + 1), d);
+            k1[key * (d + 1) + d] = 1;
+            Array.Copy(v, key * d, v1, key * (d + 1), d);
+        }
+        var options = new FlashAttentionOptions { Scale = tau, QueryBlockSize = queryBlock, KeyBlockSize = keyBlock, MaxSimdLevel = level };
+        var run = Flash(shifted, q1, k1, v1, null, options);
+        var exact = NaiveAttention.Run<double>(plain, q, k, v, null, options);
+        var naive = NaiveAttention.Run<float>(shifted, q1, k1, v1, null, options);
+        double OutputError(float[] o)
+        {
+            double worst = 0;
+            for (int row = 0; row < plain.RowCount; row++)
+            {
+                Assert.That(o[row * (d + 1) + d], Is.EqualTo(0f), "V's zero column");
+                for (int c = 0; c < d; c++)
+                    worst = Math.Max(worst, Math.Abs(o[row * (d + 1) + c] - exact.O[row * d + c]));
+            }
+            return worst;
+        }
+        double LseError(float[] lse) => Enumerable.Range(0, lse.Length).Max(row => Math.Abs(lse[row] - shifts[row] - exact.Lse[row]));
+        Assert.That(run.O.Concat(run.Lse).All(float.IsFinite), Is.True);
+        double naiveO = OutputError(naive.O), naiveLse = LseError(naive.Lse);
+        Assert.That(OutputError(run.O), Is.LessThanOrEqualTo(2 * naiveO + 1e-6), $"O; naive fp32 error {naiveO:E2}");
+        Assert.That(LseError(run.Lse), Is.LessThanOrEqualTo(2 * naiveLse + 1e-6), $"LSE − c; naive fp32 error {naiveLse:E2}");
+    }
+
+    private static IEnumerable<TestCaseData> OrderCases() =>
+        from level in Levels
+        from keyBlock in new[] { 3, 16, 64 }
+        select new TestCaseData(level, keyBlock);
+
+    // Key-tile order invariance: the kernel visits key tiles in index order, so reordering whole tiles of K and V (no
+    // mask) makes it process them in another order. The later tiles' keys are larger, so in the original order the row
+    // maximum moves at almost every tile (rescaling each time) and in reverse order it is set by the first tile. O, LSE
+    // and dQ must agree, and dK, dV must follow the keys, to float error: each run lies within twice the naive fp32
+    // error of the float64 reference, so the two lie within four times of each other.
+    [TestCaseSource(nameof(OrderCases))]
+    public void KeyTileOrderDoesNotChangeTheResult(SimdLevel level, int keyBlock)
+    {
+        const int tiles = 8, d = 16;
+        int lk = tiles * keyBlock;
+        var shape = new AttentionShape(1, 2, 45, lk, d);
+        var rng = new Random(67);
+        var (q, k, v, dO) = Inputs(shape, rng);
+        for (int h = 0; h < 2; h++)
+            for (int key = 0; key < lk; key++)
+                for (int c = 0; c < d; c++)
+                    k[(h * lk + key) * d + c] *= 1 + 0.4f * (key / keyBlock);
+        var options = new FlashAttentionOptions { KeyBlockSize = keyBlock, QueryBlockSize = 16, MaxSimdLevel = level };
+        var single = NaiveAttention.Run<float>(shape, q, k, v, dO, options);
+        var exact = NaiveAttention.Run<double>(shape, q, k, v, dO, options);
+        var baseline = Flash(shape, q, k, v, dO, options);
+        var orders = new[] { Enumerable.Range(0, tiles).Reverse().ToArray(), Enumerable.Range(0, tiles).OrderBy(_ => rng.Next()).ToArray() };
+        foreach (var order in orders)
+        {
+            // Key j of tile order[t] moves to position t·Bc + (j mod Bc).
+            var position = new int[lk];
+            for (int t = 0; t < tiles; t++)
+                for (int j = 0; j < keyBlock; j++)
+                    position[order[t] * keyBlock + j] = t * keyBlock + j;
+            var k2 = new float[k.Length];
+            var v2 = new float[v.Length];
+            for (int h = 0; h < 2; h++)
+                for (int key = 0; key < lk; key++)
+                {
+                    Array.Copy(k, (h * lk + key) * d, k2, (h * lk + position[key]) * d, d);
+                    Array.Copy(v, (h * lk + key) * d, v2, (h * lk + position[key]) * d, d);
+                }
+            var moved = Flash(shape, q, k2, v2, dO, options);
+            var dkBack = new float[k.Length];
+            var dvBack = new float[v.Length];
+            for (int h = 0; h < 2; h++)
+                for (int key = 0; key < lk; key++)
+                {
+                    Array.Copy(moved.Dk, (h * lk + position[key]) * d, dkBack, (h * lk + key) * d, d);
+                    Array.Copy(moved.Dv, (h * lk + position[key]) * d, dvBack, (h * lk + key) * d, d);
+                }
+            string what = "order " + string.Join(",", order);
+            AssertAgree(moved.O, baseline.O, 4 * NaiveAttention.MaxError(single.O, exact.O) + 2e-6, "O, " + what);
+            AssertAgree(moved.Lse, baseline.Lse, 4 * NaiveAttention.MaxError(single.Lse, exact.Lse) + 2e-6, "LSE, " + what);
+            AssertAgree(moved.Dq, baseline.Dq, 4 * NaiveAttention.MaxError(single.Dq, exact.Dq) + 2e-6, "dQ, " + what);
+            AssertAgree(dkBack, baseline.Dk, 4 * NaiveAttention.MaxError(single.Dk, exact.Dk) + 2e-6, "dK, " + what);
+            AssertAgree(dvBack, baseline.Dv, 4 * NaiveAttention.MaxError(single.Dv, exact.Dv) + 2e-6, "dV, " + what);
+        }
+    }
+
+    private static void AssertAgree(float[] actual, float[] expected, double tolerance, string what)
+    {
+        double worst = actual.Zip(expected, (a, b) => Math.Abs(a - b)).Max();
+        Assert.That(worst, Is.LessThanOrEqualTo(tolerance), what);
+    }
+
+    // O(N) extra memory (FlashAttention Theorem 1): with one worker the whole forward runs on this thread, so its managed
+    // allocations and the kernel's native tile buffers and key cache are all the call's. Doubling L must at most double
+    // them plus a constant (an N × N score matrix would quadruple them), and at L = 2048 they stay far below the
+    // 16 MiB of one L × L float matrix. Only Q, K, V, O and LSE, allocated by the caller, are outside the count.
+    [Test]
+    public void ForwardAllocatesLinearlyInTheLength()
+    {
+        long Allocated(int length)
+        {
+            var shape = new AttentionShape(1, 1, length, length, 64);
+            var (q, k, v, _) = Inputs(shape, new Random(length));
+            var o = new float[shape.QueryElements];
+            var lse = new float[shape.RowCount];
+            var options = new FlashAttentionOptions { Workers = 1 };
+            long managed = GC.GetAllocatedBytesForCurrentThread(), native = FlashAttentionKernel.NativeBytesAllocatedForCurrentThread;
+            FlashAttentionKernel.Forward(shape, q, k, v, o, lse, options);
+            return GC.GetAllocatedBytesForCurrentThread() - managed + FlashAttentionKernel.NativeBytesAllocatedForCurrentThread - native;
+        }
+        Allocated(256);
+        long at512 = Allocated(512), at1024 = Allocated(1024), at2048 = Allocated(2048);
+        TestContext.Out.WriteLine($"bytes allocated: L=512 {at512:N0}, L=1024 {at1024:N0}, L=2048 {at2048:N0}");
+        const long constant = 64 << 10;
+        Assert.That(at1024, Is.LessThanOrEqualTo(2 * at512 + constant));
+        Assert.That(at2048, Is.LessThanOrEqualTo(2 * at1024 + constant));
+        Assert.That(at2048, Is.LessThan(2048L * 2048 * sizeof(float) / 8));
+        Assert.That(at2048 - at1024, Is.GreaterThan(0), "the key cache grows with L (the count sees native memory)");
     }
 
     private static (float[] Q, float[] K, float[] V, float[] DO) Inputs(AttentionShape s, Random rng) =>
