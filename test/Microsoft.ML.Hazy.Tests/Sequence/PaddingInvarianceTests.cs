@@ -33,7 +33,7 @@ public sealed class PaddingInvarianceTests
         options.NumberOfEpochs = 1;
         options.Seed = 3;
         options.MaximumLength = 48;
-        using var model = ml.MulticlassClassification.Trainers.HazyS4D(options).Fit(Waves.Keyed(ml, Waves.MakeVariable(60, 1, maxLength: 30)));
+        using var model = ml.MulticlassClassification.Trainers.HazySequence(options).Fit(Waves.Keyed(ml, Waves.MakeVariable(60, 1, maxLength: 30)));
         var rows = Waves.MakeVariable(12, 2, minLength: 3, maxLength: 40);
         var test = Waves.Keyed(ml, rows);
 
@@ -48,6 +48,34 @@ public sealed class PaddingInvarianceTests
             ConformanceHelpers.AssertClose(junk[i], alone[i], 1e-4, row + ", junk in the padded steps");
             ConformanceHelpers.AssertClose(onnx[i], alone[i], 1e-4, row + ", ONNX Runtime");
         }
+    }
+
+    [Test]
+    public void BatchNormStatisticsIgnorePaddedSteps()
+    {
+        using var scope = NewDisposeScope();
+        using var norm = new SequenceBatchNorm(3);
+        norm.train();
+        using var generator = new Generator(4);
+        var x = randn(new long[] { 2, 5, 3 }, generator: generator);
+        var lengths = tensor(new long[] { 5, 2 });
+        using (no_grad())
+            x[1, TensorIndex.Slice(2), TensorIndex.Colon].fill_(1000);
+        var mask = SequenceNetwork.Mask(lengths, 5, ScalarType.Float32)!;
+        var y = norm.forward(x, mask);
+
+        // Statistics of the 7 valid steps only, in double.
+        var valid = Enumerable.Range(0, 5).Select(t => x[0, t]).Concat(Enumerable.Range(0, 2).Select(t => x[1, t]))
+            .Select(v => v.to(ScalarType.Float64)).ToArray();
+        var stacked = stack(valid);
+        var mean = stacked.mean(new long[] { 0 });
+        var variance = stacked.var(0, unbiased: false);
+        var buffers = norm.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+        // Running mean after one step from 0 with momentum 0.1; the valid outputs are standardised by the valid statistics.
+        var expectedRunning = (mean * 0.1).to(ScalarType.Float32);
+        Assert.That(buffers["running_mean"].allclose(expectedRunning, rtol: 1e-5, atol: 1e-6), Is.True, "running mean of the valid steps");
+        var standardised = ((x[0].to(ScalarType.Float64) - mean) / (variance + 1e-5).sqrt()).to(ScalarType.Float32);
+        Assert.That(y[0].allclose(standardised, rtol: 1e-4, atol: 1e-5), Is.True, "valid outputs standardised by the valid statistics");
     }
 
     /// <summary>The network on all rows at once, padded to the longest with large random values that the mask must hide.</summary>
