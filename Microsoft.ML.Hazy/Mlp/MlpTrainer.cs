@@ -52,8 +52,9 @@ public sealed class MlpTrainer : IEstimator<HazyPredictionTransformer>
         /// <summary>
         /// Reverse sparsification (sparse-to-dense training): with <see cref="MonarchBlocks"/> &gt; 0 and a value in (0, 1),
         /// train the Monarch layers for this fraction of <see cref="HazyTrainerOptions.NumberOfEpochs"/>, replace each by
-        /// the dense layer computing exactly the same function, and train the rest of the epochs dense (with a fresh
-        /// optimizer state and learning-rate schedule). 0 never densifies.
+        /// the dense layer computing exactly the same function, and train the rest of the epochs dense. The learning-rate
+        /// schedule runs on over the switch, and the optimizer state carries over for the parameters that keep their shape
+        /// (biases, norms, head); the densified weights start with fresh moments. 0 never densifies.
         /// </summary>
         public double DensifyAfterFraction;
     }

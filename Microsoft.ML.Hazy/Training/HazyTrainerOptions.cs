@@ -125,13 +125,8 @@ public abstract class HazyTrainerOptions
     /// <summary>Receives a report after every step and epoch (a progress bar, say); may be null.</summary>
     public IProgress<TrainingProgress>? Progress;
 
-    /// <summary>A shallow copy with another epoch count (one phase of a multi-phase run).</summary>
-    internal HazyTrainerOptions WithEpochs(int epochs)
-    {
-        var copy = (HazyTrainerOptions)MemberwiseClone();
-        copy.NumberOfEpochs = epochs;
-        return copy;
-    }
+    /// <summary>Sees every optimizer step (tests use it to follow the schedule and the loss across a network switch).</summary>
+    internal Action<TrainingStep>? StepObserver;
 }
 
 /// <summary>ML.NET's default column names (ML.NET keeps its own constants internal).</summary>

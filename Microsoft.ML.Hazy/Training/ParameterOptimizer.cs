@@ -63,6 +63,43 @@ internal sealed class ParameterOptimizer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Continues <paramref name="previous"/>'s state (moments and step counts) for every parameter of <paramref name="to"/>
+    /// that <paramref name="from"/> holds under the same name with the same shape, as when a network is replaced by an
+    /// equivalent one mid-run; the other parameters start with fresh state. Returns the names carried.
+    /// </summary>
+    /// <remarks>
+    /// A parameter whose shape changed (a Monarch weight made dense) gets no mapped moments: the factors' gradients are
+    /// contractions of the dense gradient with the other factor, a many-to-one map, so no function of the factors'
+    /// moments gives the dense entries' first or second moments. Fresh Adam moments with their own bias correction make
+    /// the first update lr·g/|g| per entry, within the bound lr that Adam's updates always keep.
+    /// </remarks>
+    public IReadOnlyList<string> CarryStateFrom(ParameterOptimizer previous, nn.Module from, nn.Module to)
+    {
+        if (previous._kind != _kind)
+            throw new ArgumentException($"Cannot carry {previous._kind} state into {_kind}.", nameof(previous));
+        var old = from.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var carried = new List<string>();
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        foreach (var (name, p) in to.named_parameters())
+        {
+            if (!old.TryGetValue(name, out var source) || !source.shape.SequenceEqual(p.shape)
+                || !previous._state.TryGetValue(source, out var state))
+                continue;
+            if (_state.Remove(p, out var replaced))
+                replaced.Dispose();
+            _state[p] = new State
+            {
+                Steps = state.Steps,
+                First = state.First?.to(p.device).clone().DetachFromDisposeScope(),
+                Second = state.Second?.to(p.device).clone().DetachFromDisposeScope(),
+            };
+            carried.Add(name);
+        }
+        return carried;
+    }
+
     public void Dispose()
     {
         foreach (var s in _state.Values)

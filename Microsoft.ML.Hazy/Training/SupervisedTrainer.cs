@@ -74,17 +74,32 @@ internal static class SupervisedTrainer
         TrainingSummary summary;
         if (networkSwitch is { } sw && sw.AfterEpochs > 0 && sw.AfterEpochs < options.NumberOfEpochs)
         {
-            var first = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options.WithEpochs(sw.AfterEpochs), seed, device, ch);
-            var converted = sw.Convert(network);
-            converted.to(device);
+            // One schedule and, where shapes allow, one optimizer state across the switch: restarting either would send the
+            // learning rate back to its peak on a network that starts from the trained function.
+            TrainingSummary first, second;
+            nn.Module<Tensor, Tensor> converted;
+            ParameterOptimizer next;
+            using (var previous = TrainingLoop.CreateOptimizer(network, options, ch))
+            {
+                first = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch,
+                    new TrainingPhase(1, sw.AfterEpochs), previous);
+                converted = sw.Convert(network);
+                converted.to(device);
+                next = TrainingLoop.CreateOptimizer(converted, options, ch);
+                var carried = next.CarryStateFrom(previous, network, converted);
+                ch.Info(MessageSensitivity.None,
+                    $"After epoch {sw.AfterEpochs}: {sw.Description}; optimizer state carried for {carried.Count} of {converted.parameters().Count()} parameter tensors " +
+                    $"(the others changed shape and start fresh), the learning-rate schedule continues; training on for {options.NumberOfEpochs - sw.AfterEpochs} epoch(s).");
+            }
             network.Dispose();
             network = converted;
             TrainingRandom.UseGenerator(network, generator);
-            ch.Info(MessageSensitivity.None, $"After epoch {sw.AfterEpochs}: {sw.Description}; training on for {options.NumberOfEpochs - sw.AfterEpochs} epoch(s).");
-            var second = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation,
-                options.WithEpochs(options.NumberOfEpochs - sw.AfterEpochs), seed + sw.AfterEpochs, device, ch);
-            var epochs = first.Epochs.Concat(second.Epochs.Select(e => e with { Epoch = e.Epoch + sw.AfterEpochs })).ToArray();
-            summary = new TrainingSummary(epochs, second.BestEpoch + sw.AfterEpochs, second.StoppedEarly, first.Seconds + second.Seconds);
+            using (next)
+            {
+                second = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch,
+                    new TrainingPhase(sw.AfterEpochs + 1, options.NumberOfEpochs), next);
+            }
+            summary = new TrainingSummary(first.Epochs.Concat(second.Epochs).ToArray(), second.BestEpoch, second.StoppedEarly, first.Seconds + second.Seconds);
         }
         else
         {

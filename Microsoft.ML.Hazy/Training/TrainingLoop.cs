@@ -29,6 +29,16 @@ internal sealed record EpochSummary(int Epoch, double TrainLoss, double? Validat
 internal sealed record TrainingSummary(IReadOnlyList<EpochSummary> Epochs, int BestEpoch, bool StoppedEarly, double Seconds);
 
 /// <summary>
+/// Epochs <paramref name="FirstEpoch"/> to <paramref name="LastEpoch"/> of a run of <see cref="HazyTrainerOptions.NumberOfEpochs"/>
+/// epochs: the learning-rate schedule and the shuffling are those of the whole run, so consecutive phases (with a network
+/// switch between them) follow one schedule.
+/// </summary>
+internal readonly record struct TrainingPhase(int FirstEpoch, int LastEpoch);
+
+/// <summary>One optimizer step as the loop took it: the global step from 0, the schedule's factor and the batch's loss.</summary>
+internal readonly record struct TrainingStep(long Step, double LearningRateFactor, double Loss);
+
+/// <summary>
 /// The training loop every Hazy trainer uses: shuffled mini-batches, an optimizer with parameter groups,
 /// warm-up and cosine schedule per step, gradient clipping, validation and early stopping with the best
 /// weights restored, progress to <see cref="MLContext.Log"/> and <see cref="HazyTrainerOptions.Progress"/>,
@@ -45,9 +55,14 @@ internal static class TrainingLoop
         HazyTrainerOptions options,
         int seed,
         Device device,
-        IChannel channel)
+        IChannel channel,
+        TrainingPhase? phase = null,
+        ParameterOptimizer? optimizer = null)
     {
         Validate(options);
+        var (firstEpoch, lastEpoch) = phase ?? new TrainingPhase(1, options.NumberOfEpochs);
+        if (firstEpoch < 1 || firstEpoch > lastEpoch || lastEpoch > options.NumberOfEpochs)
+            throw new ArgumentOutOfRangeException(nameof(phase), $"Epochs {firstEpoch} to {lastEpoch} are not a phase of {options.NumberOfEpochs} epochs.");
         long rows = train.CountRows();
         if (rows == 0)
             throw new InvalidOperationException("The training data is empty: no rows to train on.");
@@ -56,7 +71,8 @@ internal static class TrainingLoop
         long totalSteps = (long)stepsPerEpoch * options.NumberOfEpochs;
         long warmupSteps = (long)Math.Round(options.WarmupFraction * totalSteps);
 
-        using var optimizer = CreateOptimizer(model, options, channel);
+        using var owned = optimizer is null ? CreateOptimizer(model, options, channel) : null;
+        optimizer ??= owned!;
         var parameters = model.parameters().ToArray();
 
         var history = new List<EpochSummary>();
@@ -65,10 +81,10 @@ internal static class TrainingLoop
         int bestEpoch = 0, sinceBest = 0;
         Dictionary<string, Tensor>? bestWeights = null;
         bool stoppedEarly = false;
-        long step = 0;
+        long step = (long)(firstEpoch - 1) * stepsPerEpoch;
         try
         {
-            for (int epoch = 1; epoch <= options.NumberOfEpochs; epoch++)
+            for (int epoch = firstEpoch; epoch <= lastEpoch; epoch++)
             {
                 var epochClock = Stopwatch.StartNew();
                 model.train();
@@ -92,6 +108,7 @@ internal static class TrainingLoop
                     double l = loss.item<float>();
                     if (!double.IsFinite(l))
                         throw new InvalidOperationException($"The training loss became {l} at epoch {epoch}, step {stepInEpoch + 1}; {NonFiniteLossAdvice(batch, step)}");
+                    options.StepObserver?.Invoke(new TrainingStep(step, factor, l));
                     lossSum += l * batch.Count;
                     seen += batch.Count;
                     step++;
@@ -135,7 +152,7 @@ internal static class TrainingLoop
 
                 if (options.EarlyStoppingPatience > 0 && validation != null && sinceBest >= options.EarlyStoppingPatience)
                 {
-                    stoppedEarly = epoch < options.NumberOfEpochs;
+                    stoppedEarly = epoch < lastEpoch;
                     channel.Info(MessageSensitivity.None,
                         $"Early stopping after epoch {epoch}: no lower validation loss for {sinceBest} epoch(s); keeping epoch {bestEpoch}.");
                     break;

@@ -152,9 +152,16 @@ public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable, 
     }
 
     /// <summary>
-    /// The Monarch layer closest in Frobenius norm to a dense <paramref name="weight"/> (out, in) (the zero-padded
-    /// matrix is projected; §3.5 of the research notes), with <paramref name="bias"/> copied.
+    /// The Monarch layer closest in Frobenius norm to a dense <paramref name="weight"/> (out, in), with <paramref name="bias"/>
+    /// copied. For widths not divisible by <paramref name="nblocks"/> the error counts only the true entries, and projecting
+    /// the zero-padded matrix attains that optimum.
     /// </summary>
+    /// <remarks>
+    /// Padded rows (outputs that are cut off) and padded columns (inputs that are zero) are whole rows and whole columns of
+    /// each block of the projection, so each block is the true sub-block B bordered by zeros. The best approximation of a
+    /// given rank over B's entries alone is B's truncated SVD (Eckart–Young), and the truncated SVD of B bordered by zeros is
+    /// that same approximation bordered by zeros, so nothing is lost by projecting the padded matrix.
+    /// </remarks>
     /// <param name="weight">Dense weight, shape (out, in).</param>
     /// <param name="bias">Bias of length out, or null for none.</param>
     /// <param name="nblocks">Blocks of each factor.</param>

@@ -13,6 +13,12 @@ public sealed class MonarchProjectionTests
         return d.to(ScalarType.Float64).item<double>();
     }
 
+    private static double SquaredNorm(Tensor a)
+    {
+        using var zero = zeros_like(a);
+        return SquaredResidual(a, zero);
+    }
+
     private static IEnumerable<TestCaseData> Cases()
     {
         // (out, in, nblocks1, nblocks2, rank)
@@ -151,6 +157,56 @@ public sealed class MonarchProjectionTests
         using var y1 = layer.forward(x);
         using var y2 = copy.forward(x);
         Assert.That(MonarchLinearTests.MaxAbsDiff(y1, y2), Is.LessThan(1e-4));
+    }
+
+    /// <remarks>
+    /// The optimum is computed without the projection's index arithmetic: the rank each block of the layer can reach is
+    /// read off a random layer of the same shape, the true entries of a block are picked by the definition of padding
+    /// (row o = s·nblocks + l, column i = k·⌈in/nblocks⌉ + p, both within the true widths), and the least error is the sum
+    /// of the block's discarded squared singular values (Eckart–Young; blocks have disjoint parameters). The padded
+    /// entries of a block are whole rows and whole columns, so projecting the zero-padded matrix gives exactly this optimum.
+    /// </remarks>
+    [TestCase(10, 14, 4)]
+    [TestCase(14, 10, 4)]
+    [TestCase(13, 7, 3)]
+    [TestCase(21, 19, 2)]
+    public void FromDenseIsOptimalOnTheTrueEntriesForIndivisibleWidths(int outFeatures, int inFeatures, int nblocks)
+    {
+        manual_seed(17);
+        using var w = randn(outFeatures, inFeatures, dtype: ScalarType.Float64);
+        using var layer = MonarchLinear.FromDense(w, null, nblocks);
+        using var dense = layer.ToDense();
+        double error = SquaredResidual(w, dense);
+
+        using var probe = new MonarchLinear(inFeatures, outFeatures, nblocks, hasBias: false);
+        using var probeDense = probe.ToDense();
+        using var probe64 = probeDense.to(ScalarType.Float64);
+        double probeScale = Math.Sqrt(SquaredNorm(probe64));
+        int inBlock = (inFeatures + nblocks - 1) / nblocks;
+        double optimum = 0;
+        int blocksWithTerms = 0;
+        for (int k = 0; k < nblocks; k++)
+        {
+            for (int l = 0; l < nblocks; l++)
+            {
+                var rows = Enumerable.Range(0, outFeatures).Where(o => o % nblocks == l).Select(o => (long)o).ToArray();
+                var cols = Enumerable.Range(k * inBlock, inBlock).Where(i => i < inFeatures).Select(i => (long)i).ToArray();
+                if (rows.Length == 0 || cols.Length == 0)
+                    continue;
+                using var rowIndex = tensor(rows);
+                using var colIndex = tensor(cols);
+                using var reachable = linalg.svdvals(probe64.index_select(0, rowIndex).index_select(1, colIndex));
+                int rank = reachable.data<double>().Count(v => v > 1e-4 * probeScale);
+                blocksWithTerms += rank > 0 ? 1 : 0;
+                using var sigma = linalg.svdvals(w.index_select(0, rowIndex).index_select(1, colIndex));
+                optimum += sigma.data<double>().Skip(rank).Sum(v => v * v);
+            }
+        }
+        Assert.That(blocksWithTerms, Is.GreaterThan(0));
+        // The factors are float32: each entry of the product is off by a few float32 roundings, d ≤ 1e-6·‖W‖ in all,
+        // which moves the squared error by at most 2·√optimum·d + d².
+        double d = 1e-6 * Math.Sqrt(SquaredNorm(w));
+        Assert.That(error, Is.EqualTo(optimum).Within(2 * Math.Sqrt(optimum) * d + d * d));
     }
 
     [Test]
