@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Hazy.Tests.Interpretation;
 
 /// <summary>
-/// Training and every gradient attribution while another thread allocates, leaves tensors and scalars to their
+/// Training and every attribution method (the gradient methods, occlusion and KernelSHAP) while another thread allocates, leaves tensors and scalars to their
 /// finalizers and collects in a loop: a native object freed by a finalizer while libtorch reads it, or memory read
 /// before it is written, would change the numbers; they must equal a quiet run's bit for bit.
 /// </summary>
@@ -45,6 +45,23 @@ public sealed class GcStressTests
             var attribution = new GradientAttribution(cnn.Network, Size, options, method == GradientMethod.DeepLiftShap ? baselines : null, seed: 9);
             results.Add(attribution.Attribute(x, 12, targets));
         }
+        var scores = new TorchScoreFunction(cnn.Network, Size);
+        var occlusion = new OcclusionAttribution(scores, new OcclusionAttribution.Options
+        {
+            Shape = [BlobImages.Channels, BlobImages.Height, BlobImages.Width],
+            WindowShape = [1, 2, 2],
+            Strides = [1, 2, 2],
+        });
+        results.Add(occlusion.Attribute(x, 12, targets));
+        var shap = new KernelShapAttribution(scores, new KernelShapAttribution.Options
+        {
+            NumberOfEvaluations = 128,
+            Seed = 4,
+            // 2 × 2 superpixels per channel: 24 groups.
+            FeatureGroups = Enumerable.Range(0, Size).Select(k =>
+                k / (BlobImages.Height * BlobImages.Width) * 12 + k % (BlobImages.Height * BlobImages.Width) / BlobImages.Width / 2 * 4 + k % BlobImages.Width / 2).ToArray(),
+        });
+        results.Add(shap.Attribute(x, 12, targets));
         return results;
     }
 
