@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace Microsoft.ML.Hazy.Sequence.Attention;
+namespace Microsoft.ML.Hazy.Kernels;
 
 /// <summary>
 /// The vector primitives of the attention kernel: a register-tiled GEMM micro-kernel and the row operations of the

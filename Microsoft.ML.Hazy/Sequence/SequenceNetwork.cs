@@ -16,14 +16,6 @@ public enum SequenceNormalization
     BatchNorm,
 }
 
-/// <summary>Dropout with one mask per row and feature, shared by all time steps (the reference's DropoutNd).</summary>
-internal static class TiedDropout
-{
-    /// <summary>x · m / (1 − p) with m ~ Bernoulli(1 − p) of shape [B, 1, H], drawn from <paramref name="generator"/>.</summary>
-    public static Tensor Apply(Tensor x, double p, bool training, Generator? generator) =>
-        !training || p <= 0 ? x : SeededDropout.Apply(x, new[] { x.shape[0], 1, x.shape[2] }, p, generator);
-}
-
 /// <summary>A normalisation over the feature axis of [B, L, H] (or [B, H] while streaming) that may see a padding mask.</summary>
 internal abstract class SequenceNorm : nn.Module<Tensor, Tensor>
 {

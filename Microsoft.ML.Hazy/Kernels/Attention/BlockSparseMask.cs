@@ -1,6 +1,6 @@
 using System.Numerics;
 
-namespace Microsoft.ML.Hazy.Sequence.Attention;
+namespace Microsoft.ML.Hazy.Kernels.Attention;
 
 /// <summary>
 /// Which (query block, key block) tiles block-sparse FlashAttention computes (paper Algorithm 5): a tile that is

@@ -3,77 +3,52 @@ using Microsoft.ML.Hazy.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Hazy.Sequence.Attention;
+namespace Microsoft.ML.Hazy.Kernels.Attention;
 
 /// <summary>
-/// FlashAttention on TorchSharp tensors: q [B, H, Lq, d], k and v [B, H, Lk, d]. On CPU float32 tensors it runs
-/// <see cref="FlashAttentionKernel"/> directly on the tensors' memory inside a custom autograd function; on other
-/// devices it falls back to libtorch's <c>scaled_dot_product_attention</c> with an equivalent mask.
+/// FlashAttention on TorchSharp tensors: q [B, H, Lq, d], k and v [B, H, Lk, d]. The kernel comes from the
+/// <see cref="KernelRegistry"/> for the tensors' device and element type: on CPU float32 tensors Hazy's
+/// <see cref="FlashAttentionKernel"/> runs directly on the tensors' memory inside a custom autograd function; elsewhere
+/// a registered provider (the GPU assembly) or the libtorch reference (<see cref="ReferenceAttention"/>, which calls
+/// libtorch's <c>scaled_dot_product_attention</c> off the CPU when there is no dropout). Second-order gradients
+/// (a backward with <c>create_graph: true</c>) are exact on every path.
 /// </summary>
 public static class FlashAttention
 {
-    /// <summary>Attention output O = softmax(τQKᵀ + mask)V, differentiable with respect to q, k and v.</summary>
+    /// <summary>Attention output O = softmax(τQKᵀ + mask)V, differentiable with respect to q, k and v (to any order).</summary>
     public static Tensor Apply(Tensor q, Tensor k, Tensor v, FlashAttentionOptions? options = null) =>
-        ApplyWithLogSumExp(q, k, v, options).Output;
+        Apply(q, k, v, options, kernels: null);
 
-    /// <summary>The output and the log-sum-exp of each score row ([B, H, Lq]; not differentiable). CPU only.</summary>
-    public static (Tensor Output, Tensor LogSumExp) ApplyWithLogSumExp(Tensor q, Tensor k, Tensor v, FlashAttentionOptions? options = null)
+    /// <summary>The output and the log-sum-exp of each score row ([B, H, Lq]; not differentiable).</summary>
+    public static (Tensor Output, Tensor LogSumExp) ApplyWithLogSumExp(Tensor q, Tensor k, Tensor v, FlashAttentionOptions? options = null) =>
+        ApplyWithLogSumExp(q, k, v, options, kernels: null);
+
+    /// <summary>Attention through <paramref name="kernels"/> (null: the registry's choice; one that cannot take these tensors: the reference).</summary>
+    internal static Tensor Apply(Tensor q, Tensor k, Tensor v, FlashAttentionOptions? options, IAttentionKernels? kernels)
     {
-        ArgumentNullException.ThrowIfNull(q);
-        ArgumentNullException.ThrowIfNull(k);
-        ArgumentNullException.ThrowIfNull(v);
-        options ??= new FlashAttentionOptions();
-        if (q.device_type != DeviceType.CPU)
-            return (Fallback(q, k, v, options), empty(0));
-        ShapeOf(q, k, v);
-        var outputs = FlashAttentionFunction.apply(q, k, v, options.Clone());
-        return (outputs[0], outputs[1]);
+        ReferenceAttention.ShapeOf(q, k, v);
+        return KernelRegistry.Resolve(kernels, q.device_type, q.dtype).Attention(q, k, v, options ?? new FlashAttentionOptions(), withLogSumExp: false).Output;
     }
 
+    /// <summary>The output and log-sum-exp through <paramref name="kernels"/> (as in <see cref="Apply(Tensor, Tensor, Tensor, FlashAttentionOptions?, IAttentionKernels?)"/>).</summary>
+    internal static (Tensor Output, Tensor LogSumExp) ApplyWithLogSumExp(Tensor q, Tensor k, Tensor v, FlashAttentionOptions? options, IAttentionKernels? kernels)
+    {
+        ReferenceAttention.ShapeOf(q, k, v);
+        var (o, lse) = KernelRegistry.Resolve(kernels, q.device_type, q.dtype).Attention(q, k, v, options ?? new FlashAttentionOptions(), withLogSumExp: true);
+        return (o, lse!);
+    }
+
+    /// <summary>The shape of q, k and v for the CPU kernel: float32 CPU tensors of matching shapes.</summary>
     internal static AttentionShape ShapeOf(Tensor q, Tensor k, Tensor v)
     {
         foreach (var (t, name) in new[] { (q, "q"), (k, "k"), (v, "v") })
         {
-            if (t.dim() != 4)
-                throw new ArgumentException($"FlashAttention expects '{name}' of shape [batch, heads, length, headDim]; got [{string.Join(", ", t.shape)}].", name);
             if (t.dtype != ScalarType.Float32)
                 throw new ArgumentException($"The CPU FlashAttention kernel takes float32 tensors; '{name}' is {t.dtype}.", name);
             if (t.device_type != DeviceType.CPU)
-                throw new ArgumentException($"'{name}' is on {t.device}; q, k and v must be on the same device.", name);
+                throw new ArgumentException($"'{name}' is on {t.device}; the CPU FlashAttention kernel takes CPU tensors.", name);
         }
-        if (k.shape[0] != q.shape[0] || k.shape[1] != q.shape[1] || k.shape[3] != q.shape[3] || !v.shape.SequenceEqual(k.shape))
-            throw new ArgumentException($"Attention shapes do not match: q [{string.Join(", ", q.shape)}], k [{string.Join(", ", k.shape)}], v [{string.Join(", ", v.shape)}]; k and v must be [B, H, Lk, d] with q's B, H and d.");
-        return new AttentionShape((int)q.shape[0], (int)q.shape[1], (int)q.shape[2], (int)k.shape[2], (int)q.shape[3]);
-    }
-
-    // Non-CPU tensors: libtorch SDPA (whose binding spells is_casual and has no scale: q is pre-scaled) with the same mask.
-    private static Tensor Fallback(Tensor q, Tensor k, Tensor v, FlashAttentionOptions options)
-    {
-        if (options.DropoutProbability > 0)
-            throw new NotSupportedException("Dropout inside attention needs the CPU kernel; on this device use dropout outside the attention call.");
-        int lq = (int)q.shape[2], lk = (int)k.shape[2], d = (int)q.shape[3];
-        using var scope = NewDisposeScope();
-        var qs = q;
-        if (options.Scale is { } scale)
-        {
-            using var factor = (scale * Math.Sqrt(d)).ToScalar();
-            qs = q.mul(factor);
-        }
-        bool simpleCausal = options.Causal && lq == lk && options.KeyLengths is null && options.BlockMask is null;
-        Tensor? mask = null;
-        if (!simpleCausal && (options.Causal || options.KeyLengths is not null || options.BlockMask is not null))
-        {
-            int batch = (int)q.shape[0];
-            var allowed = new bool[batch * lq * lk];
-            var shape = new AttentionShape(batch, 1, lq, lk, d);
-            for (int b = 0; b < batch; b++)
-                for (int i = 0; i < lq; i++)
-                    for (int j = 0; j < lk; j++)
-                        allowed[((long)b * lq + i) * lk + j] = Visible(shape, options, b, i, j);
-            mask = tensor(allowed, new long[] { batch, 1, lq, lk }).to(q.device);
-        }
-        var result = nn.functional.scaled_dot_product_attention(qs, k, v, mask, 0.0, simpleCausal);
-        return result.MoveToOuterDisposeScope();
+        return ReferenceAttention.ShapeOf(q, k, v);
     }
 
     internal static bool Visible(AttentionShape s, FlashAttentionOptions options, int b, int i, int j)
@@ -86,7 +61,12 @@ public static class FlashAttention
     }
 }
 
-/// <summary>The custom autograd function: forward saves q, k, v, O and the log-sum-exp; backward is Algorithm 4.</summary>
+/// <summary>
+/// The custom autograd function of the CPU kernel: forward saves q, k, v (the caller's tensors, with their history),
+/// O and the log-sum-exp; backward is Algorithm 4. When libtorch runs the backward with <c>create_graph: true</c> it
+/// enables grad mode inside it (and only then); the backward then computes the same gradients with the differentiable
+/// formulas of <see cref="ReferenceAttention.Backward"/>, so a second backward through them is exact.
+/// </summary>
 internal sealed unsafe class FlashAttentionFunction : autograd.MultiTensorFunction<FlashAttentionFunction>
 {
     public override string Name => "FlashAttention";
@@ -94,14 +74,15 @@ internal sealed unsafe class FlashAttentionFunction : autograd.MultiTensorFuncti
     public override List<Tensor> forward(autograd.AutogradContext ctx, params object[] vars)
     {
         var options = (FlashAttentionOptions)vars[3];
-        var q = ((Tensor)vars[0]).contiguous();
-        var k = ((Tensor)vars[1]).contiguous();
-        var v = ((Tensor)vars[2]).contiguous();
+        Tensor q0 = (Tensor)vars[0], k0 = (Tensor)vars[1], v0 = (Tensor)vars[2];
+        using var q = q0.contiguous();
+        using var k = k0.contiguous();
+        using var v = v0.contiguous();
         var shape = FlashAttention.ShapeOf(q, k, v);
         var o = empty_like(q);
         var lse = empty(new long[] { shape.Batch, shape.Heads, shape.QueryLength }, ScalarType.Float32);
         FlashAttentionKernel.Forward(shape, Data(q), Data(k), Data(v), Data(o), Data(lse), options);
-        ctx.save_for_backward([q, k, v, o.detach(), lse.detach()]);
+        ctx.save_for_backward([q0, k0, v0, o.detach(), lse.detach()]);
         ctx.save_data("options", options);
         ctx.mark_non_differentiable([lse]);
         return [o, lse];
@@ -111,8 +92,19 @@ internal sealed unsafe class FlashAttentionFunction : autograd.MultiTensorFuncti
     {
         var saved = ctx.get_saved_variables();
         var options = (FlashAttentionOptions)ctx.get_data("options");
-        Tensor q = saved[0], k = saved[1], v = saved[2], o = saved[3], lse = saved[4];
-        var shape = FlashAttention.ShapeOf(q, k, v);
+        Tensor q0 = saved[0], k0 = saved[1], v0 = saved[2], o = saved[3], lse = saved[4];
+        var shape = FlashAttention.ShapeOf(q0, k0, v0);
+        if (is_grad_enabled())
+        {
+            // create_graph: differentiable formulas of the saved inputs (which keep their history) and of dO.
+            var (gq, gk, gv) = ReferenceAttention.Backward(shape, q0, k0, v0, grad_outputs[0], options);
+            foreach (var t in saved)
+                t.Dispose();
+            return [gq, gk, gv, null!];
+        }
+        using var q = q0.contiguous();
+        using var k = k0.contiguous();
+        using var v = v0.contiguous();
         using var dO = grad_outputs[0].contiguous();
         var dq = empty_like(q);
         var dk = empty_like(k);

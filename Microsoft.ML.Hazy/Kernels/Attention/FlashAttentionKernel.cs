@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.InteropServices;
 
-namespace Microsoft.ML.Hazy.Sequence.Attention;
+namespace Microsoft.ML.Hazy.Kernels.Attention;
 
 /// <summary>The shape of one attention call: tensors are contiguous [batch, heads, length, headDim] float32.</summary>
 /// <param name="Batch">Batch size.</param>
@@ -38,9 +38,6 @@ public static unsafe class FlashAttentionKernel
 {
     /// <summary>The widest instruction set this machine runs well (what the kernel uses unless told otherwise).</summary>
     public static SimdLevel BestSimdLevel => TileMath.Best;
-
-    /// <summary>Off: the forward always takes the general path (tiled GEMM, row-wise softmax); for tests and benchmarks.</summary>
-    internal static bool UseFusedForward { get; set; } = true;
 
     /// <summary>Forward pass: writes O ([B, H, Lq, d]) and the log-sum-exp of each score row ([B, H, Lq]; −∞ for a fully masked row, whose O is 0).</summary>
     public static void Forward(AttentionShape shape, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
@@ -123,7 +120,7 @@ public static unsafe class FlashAttentionKernel
             KeepScale = (float)(1 / (1 - p));
             Seed = options.DropoutSeed;
             KeyCacheBytes = options.KeyCacheBytes;
-            Fused = ForwardStep.Fits(Isa, Dp) && UseFusedForward;
+            Fused = ForwardStep.Fits(Isa, Dp) && options.FusedForward;
             Br4 = RoundUp(Br, 4);
             Ls = RoundUp(Bc, 16);
             KeyLd = Fused ? RoundUp(Bc, ForwardStep.Keys) : Ls;

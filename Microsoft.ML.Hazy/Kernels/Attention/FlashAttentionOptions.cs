@@ -1,17 +1,4 @@
-namespace Microsoft.ML.Hazy.Sequence.Attention;
-
-/// <summary>The instruction set the CPU kernel uses.</summary>
-public enum SimdLevel
-{
-    /// <summary>Plain scalar code.</summary>
-    Scalar,
-
-    /// <summary>256-bit vectors with fused multiply-add (AVX2 + FMA).</summary>
-    Avx2,
-
-    /// <summary>512-bit vectors (AVX-512).</summary>
-    Avx512,
-}
+namespace Microsoft.ML.Hazy.Kernels.Attention;
 
 /// <summary>
 /// The settings of one FlashAttention call: scale, causal and key-padding masks, a block-sparse mask, dropout
@@ -69,6 +56,12 @@ public sealed class FlashAttentionOptions
 
     /// <summary>The most threads a call uses; null means one per core. With 1 the call runs on the calling thread.</summary>
     internal int? Workers { get; set; }
+
+    /// <summary>
+    /// Whether the CPU kernel's forward may take the fused AVX-512 step; off, it takes the general path. Set per call by
+    /// the provider (<see cref="CpuKernelOptions.FusedAttentionForward"/>).
+    /// </summary>
+    internal bool FusedForward { get; set; } = true;
 
     /// <summary>A shallow copy.</summary>
     public FlashAttentionOptions Clone() => (FlashAttentionOptions)MemberwiseClone();

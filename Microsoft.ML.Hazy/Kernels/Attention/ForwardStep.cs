@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace Microsoft.ML.Hazy.Sequence.Attention;
+namespace Microsoft.ML.Hazy.Kernels.Attention;
 
 /// <summary>
 /// The fused AVX-512 step of the forward pass: four query rows against a strip of 64 keys. The scores come out of the

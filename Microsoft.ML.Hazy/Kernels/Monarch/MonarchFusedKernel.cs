@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Hazy.Layers.Monarch;
+namespace Microsoft.ML.Hazy.Kernels.Monarch;
 
 /// <summary>
 /// A fused CPU kernel for <see cref="MonarchMultiply.Bmm"/> on float32: tiles of 16 rows (32 with AVX-512) are transposed so that
@@ -16,34 +16,33 @@ namespace Microsoft.ML.Hazy.Layers.Monarch;
 /// split among work items, so every element is summed by one thread in batch order (deterministic). The forward
 /// saves the first product in the permuted layout (B, L·R) that the second factor's gradient reads contiguously.
 /// The backward with four libtorch <c>bmm</c> calls (the reference the fused one is tested against) is the default:
-/// on the 2-core development machine it measured as fast or faster in most benchmark shapes (see <see cref="UseFusedBackward"/>).
+/// on the 2-core development machine it measured as fast or faster in most benchmark shapes (see
+/// <see cref="CpuKernelOptions.FusedMonarchBackward"/>). When libtorch runs the backward with <c>create_graph: true</c>
+/// (grad mode is on inside a backward exactly then), the backward recomputes the first product from the saved inputs
+/// and runs the <c>bmm</c> formulas differentiably, so second-order gradients are exact.
 /// </summary>
 internal static unsafe class MonarchFusedKernel
 {
     private const int Lanes = 8;
     private const int WideLanes = 16;
 
-    /// <summary>Use 512-bit vectors (tiles of 32 rows) where the hardware has them; tests switch it off to cover the 256-bit path.</summary>
-    internal static bool UseVector512 { get; set; } = Vector512.IsHardwareAccelerated;
-
-    /// <summary>
-    /// Use the fused C# backward instead of the four libtorch <c>bmm</c> products. Off by default: in the monarch benchmark
-    /// (2 shared cores) the fused backward won only at large nblocks or tiny batches and lost up to 2× at nblocks 4–16,
-    /// where libtorch's GEMMs beat the 4×2 register tiles. Tests switch it on to compare the two.
-    /// </summary>
-    internal static bool UseFusedBackward { get; set; }
-
     /// <summary>Whether the kernel can run here (AVX2-class 256-bit vectors).</summary>
     public static bool IsSupported => Vector256.IsHardwareAccelerated;
 
-    /// <summary>Whether <see cref="Multiply"/> applies to these tensors.</summary>
-    public static bool Applies(Tensor x, Tensor w1, Tensor w2) =>
-        IsSupported && x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32
-        && w1.dtype == ScalarType.Float32 && w2.dtype == ScalarType.Float32
-        && w1.device_type == DeviceType.CPU && w2.device_type == DeviceType.CPU;
+    /// <summary>
+    /// y = Bmm(x, w1, w2) for float32 CPU tensors x (B, k·p), w1, w2, through the fused kernel, differentiable to any
+    /// order. <paramref name="wide"/>: 512-bit vectors (tiles of 32 rows; the machine must have them);
+    /// <paramref name="fusedBackward"/>: the fused C# backward instead of four libtorch <c>bmm</c> products.
+    /// </summary>
+    public static Tensor Multiply(Tensor x, Tensor w1, Tensor w2, bool wide, bool fusedBackward)
+    {
+        foreach (var t in new[] { x, w1, w2 })
+            if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float32)
+                throw new ArgumentException($"The fused Monarch kernel takes float32 CPU tensors; got {t.dtype} on {t.device}.");
+        return MonarchFunction.apply(x, w1, w2, new Settings(wide && Vector512.IsHardwareAccelerated, fusedBackward));
+    }
 
-    /// <summary>y = Bmm(x, w1, w2) for x (B, k·p), through the fused kernel, differentiable.</summary>
-    public static Tensor Multiply(Tensor x, Tensor w1, Tensor w2) => MonarchFunction.apply(x, w1, w2);
+    private sealed record Settings(bool Wide, bool FusedBackward);
 
     private sealed class MonarchFunction : autograd.SingleTensorFunction<MonarchFunction>
     {
@@ -51,9 +50,10 @@ internal static unsafe class MonarchFusedKernel
 
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
-            var x = ((Tensor)vars[0]).contiguous();
-            var w1 = ((Tensor)vars[1]).contiguous();
-            var w2 = ((Tensor)vars[2]).contiguous();
+            var settings = (Settings)vars[3];
+            using var x = ((Tensor)vars[0]).contiguous();
+            using var w1 = ((Tensor)vars[1]).contiguous();
+            using var w2 = ((Tensor)vars[2]).contiguous();
             long batch = x.shape[0];
             long k = w1.shape[0], q = w1.shape[1];
             long l = w2.shape[0], s = w2.shape[1];
@@ -61,18 +61,62 @@ internal static unsafe class MonarchFusedKernel
             var y = empty(batch, l * s, dtype: ScalarType.Float32);
             // The first product in the permuted layout: h[b, l·R + r] = (x w1ᵀ)[b, r·L + l].
             Tensor? h = needGrad ? empty(batch, l * w2.shape[2], dtype: ScalarType.Float32) : null;
-            Run(x, w1, w2, y, h);
+            Run(x, w1, w2, y, h, settings.Wide);
             if (needGrad)
-                ctx.save_for_backward(new List<Tensor> { x, w1, w2, h! });
+            {
+                // The caller's tensors (with their history, for a second-order backward) and the permuted first product.
+                ctx.save_for_backward(new List<Tensor> { (Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], h! });
+                ctx.save_data("settings", settings);
+            }
             return y;
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
         {
             var saved = ctx.get_saved_variables();
-            Tensor x = saved[0], w1 = saved[1], w2 = saved[2], h = saved[3];
-            if (!UseFusedBackward)
-                return BmmBackward(x, w1, w2, h, grad);
+            var settings = (Settings)ctx.get_data("settings");
+            try
+            {
+                if (is_grad_enabled())
+                {
+                    // create_graph: h from x and w1 with libtorch ops, so the bmm formulas are differentiable in x, w1, w2 and grad.
+                    using var permuted = PermutedFirstProduct(saved[0], saved[1], saved[2]);
+                    return WithSettingsSlot(BmmBackward(saved[0], saved[1], saved[2], permuted, grad));
+                }
+                using var x = saved[0].contiguous();
+                using var w1 = saved[1].contiguous();
+                using var w2 = saved[2].contiguous();
+                Tensor h = saved[3];
+                return WithSettingsSlot(settings.FusedBackward ? FusedBackward(x, w1, w2, h, grad, settings.Wide) : BmmBackward(x, w1, w2, h, grad));
+            }
+            finally
+            {
+                foreach (var t in saved)
+                    t.Dispose();
+            }
+        }
+
+        // One gradient per argument of apply: none for the settings.
+        private static List<Tensor> WithSettingsSlot(List<Tensor> gradients)
+        {
+            gradients.Add(null!);
+            return gradients;
+        }
+
+        /// <summary>The first product x·w1ᵀ per block in the permuted layout h[b, l·R + r] = (x w1ᵀ)[b, r·L + l], by libtorch.</summary>
+        private static Tensor PermutedFirstProduct(Tensor x, Tensor w1, Tensor w2)
+        {
+            using var scope = NewDisposeScope();
+            long batch = x.shape[0];
+            long k = w1.shape[0], q = w1.shape[1], p = w1.shape[2];
+            long l = w2.shape[0], r = w2.shape[2];
+            var out1 = bmm(x.reshape(batch, k, p).transpose(0, 1), w1.transpose(-1, -2));   // (K, B, Q)
+            var h = out1.transpose(0, 1).reshape(batch, r, l).transpose(1, 2).reshape(batch, l * r);
+            return h.MoveToOuterDisposeScope();
+        }
+
+        private static List<Tensor> FusedBackward(Tensor x, Tensor w1, Tensor w2, Tensor h, Tensor grad, bool wide)
+        {
             using var g = grad.contiguous();
             // The backward products read the factors transposed; transposed once here, their rows are contiguous as in the forward.
             using var w1t = w1.transpose(1, 2).contiguous();
@@ -80,7 +124,7 @@ internal static unsafe class MonarchFusedKernel
             var gradX = empty(x.shape, dtype: ScalarType.Float32);
             var gradW1 = empty(w1.shape, dtype: ScalarType.Float32);
             var gradW2 = empty(w2.shape, dtype: ScalarType.Float32);
-            RunBackward(x, w1, w2, w1t, w2t, h, g, gradX, gradW1, gradW2);
+            RunBackward(x, w1, w2, w1t, w2t, h, g, gradX, gradW1, gradW2, wide);
             return new List<Tensor> { gradX, gradW1, gradW2 };
         }
 
@@ -93,11 +137,11 @@ internal static unsafe class MonarchFusedKernel
             long l = w2.shape[0], s = w2.shape[1], r = w2.shape[2];
             // y[b, s·L + l] = Σ_r w2[l, s, r] h[b, l·R + r];  h[b, l·R + r] = (Σ_p w1[k, q, p] x[b, k·P + p]) at k·Q + q = r·L + l
             var gT = grad.reshape(batch, s, l).permute(2, 1, 0);         // (L, S, B)
-            var hp = h.view(batch, l, r).transpose(0, 1);                     // (L, B, R)
+            var hp = h.reshape(batch, l, r).transpose(0, 1);                     // (L, B, R)
             var gradW2 = bmm(gT, hp);
             var gradHp = bmm(gT.transpose(1, 2), w2);                        // (L, B, R)
             var gradH = gradHp.permute(1, 2, 0).reshape(batch, k, q).transpose(0, 1);   // (K, B, Q)
-            var xk = x.view(batch, k, p).transpose(0, 1);                     // (K, B, P)
+            var xk = x.reshape(batch, k, p).transpose(0, 1);                  // (K, B, P)
             var gradW1 = bmm(gradH.transpose(1, 2), xk);
             var gradX = bmm(gradH, w1).transpose(0, 1).reshape(batch, k * p);
             return new List<Tensor> { gradX.MoveToOuterDisposeScope(), gradW1.MoveToOuterDisposeScope(), gradW2.MoveToOuterDisposeScope() };
@@ -105,7 +149,7 @@ internal static unsafe class MonarchFusedKernel
     }
 
     /// <summary>Writes y (B, L·S) and, when given, h (B, L·R) in the permuted layout h[b, l·R + r] = first product at r·L + l.</summary>
-    private static void Run(Tensor x, Tensor w1, Tensor w2, Tensor y, Tensor? h)
+    private static void Run(Tensor x, Tensor w1, Tensor w2, Tensor y, Tensor? h, bool wide)
     {
         int batch = (int)x.shape[0];
         int k = (int)w1.shape[0], q = (int)w1.shape[1], p = (int)w1.shape[2];
@@ -113,7 +157,7 @@ internal static unsafe class MonarchFusedKernel
         int n = k * p, middle = k * q, outWidth = l * s;
         float* px = Pointer(x), pw1 = Pointer(w1), pw2 = Pointer(w2), py = Pointer(y);
         float* ph = h is null ? null : Pointer(h);
-        int tileRows = UseVector512 && batch > 2 * Lanes ? 2 * WideLanes : 2 * Lanes;
+        int tileRows = wide && batch > 2 * Lanes ? 2 * WideLanes : 2 * Lanes;
         int tiles = (batch + tileRows - 1) / tileRows;
         long bufferFloats = (long)tileRows * (n + middle + outWidth);
         var shape = new Shape(k, q, p, l, s, r, tileRows);
@@ -164,7 +208,7 @@ internal static unsafe class MonarchFusedKernel
     /// ∂w2[l] = gpₗᵀ hₗ as outer-product accumulations over the batch; each output element belongs to one work item and
     /// is summed in batch order, so the result does not depend on scheduling or on the number of threads.
     /// </summary>
-    private static void RunBackward(Tensor x, Tensor w1, Tensor w2, Tensor w1t, Tensor w2t, Tensor h, Tensor g, Tensor gradX, Tensor gradW1, Tensor gradW2)
+    private static void RunBackward(Tensor x, Tensor w1, Tensor w2, Tensor w1t, Tensor w2t, Tensor h, Tensor g, Tensor gradX, Tensor gradW1, Tensor gradW2, bool wide)
     {
         int batch = (int)x.shape[0];
         int k = (int)w1.shape[0], q = (int)w1.shape[1], p = (int)w1.shape[2];
@@ -172,7 +216,7 @@ internal static unsafe class MonarchFusedKernel
         int n = k * p, middle = k * q, outWidth = l * s;
         float* px = Pointer(x), pw1 = Pointer(w1t), pw2 = Pointer(w2t), ph = Pointer(h), pg = Pointer(g);
         float* pdx = Pointer(gradX), pdw1 = Pointer(gradW1), pdw2 = Pointer(gradW2);
-        int tileRows = UseVector512 && batch > 2 * Lanes ? 2 * WideLanes : 2 * Lanes;
+        int tileRows = wide && batch > 2 * Lanes ? 2 * WideLanes : 2 * Lanes;
         var shape = new Shape(k, q, p, l, s, r, tileRows);
         float* dh = (float*)NativeMemory.AlignedAlloc((nuint)((long)batch * middle * sizeof(float) + 64), 64);
         float* gp = (float*)NativeMemory.AlignedAlloc((nuint)((long)batch * outWidth * sizeof(float) + 64), 64);
@@ -206,7 +250,6 @@ internal static unsafe class MonarchFusedKernel
                     buffer => NativeMemory.AlignedFree((void*)buffer));
             }
 
-            bool wide = UseVector512;
             var first = new OuterProduct(dh, middle, px, n, pdw1, q, p);
             var second = new OuterProduct(gp, outWidth, ph, middle, pdw2, s, r);
             int chunks1 = (q + WeightRows - 1) / WeightRows, chunks2 = (s + WeightRows - 1) / WeightRows;

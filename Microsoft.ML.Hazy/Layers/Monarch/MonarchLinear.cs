@@ -1,3 +1,5 @@
+using Microsoft.ML.Hazy.Kernels;
+using Microsoft.ML.Hazy.Kernels.Monarch;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
 using TorchSharp;
@@ -71,10 +73,13 @@ public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable, 
     public Parameter? Bias => bias;
 
     /// <summary>
-    /// Multiply through the fused CPU kernel (float32 on CPU; default) rather than the reference's two <c>bmm</c> calls.
-    /// Both compute the same function; the bmm path runs on any device and dtype.
+    /// Multiply through the kernel registry's provider (the fused CPU kernel on float32 CPU tensors; default) rather
+    /// than the reference's two <c>bmm</c> calls. Both compute the same function; the bmm path runs on any device and dtype.
     /// </summary>
     public bool UseFusedKernel { get; set; } = true;
+
+    /// <summary>The Monarch kernels to use when <see cref="UseFusedKernel"/> is on; null (default) lets the <see cref="KernelRegistry"/> choose.</summary>
+    internal IMonarchKernels? Kernels { get; set; }
 
     /// <summary>Weights stored by the layer (both factors and the bias).</summary>
     public long ParameterCount => blkdiag1.numel() + blkdiag2.numel() + (bias?.numel() ?? 0);
@@ -108,7 +113,7 @@ public sealed class MonarchLinear : nn.Module<Tensor, Tensor>, IOnnxExportable, 
             throw new ArgumentException($"MonarchLinear expects inputs whose last axis has {InFeatures} values; got shape [{string.Join(", ", input.shape)}].", nameof(input));
         using var scope = NewDisposeScope();
         var padded = InFeaturesExtended == InFeatures ? input : nn.functional.pad(input, new long[] { 0, InFeaturesExtended - InFeatures });
-        var y = UseFusedKernel ? MonarchMultiply.Fused(padded, blkdiag1, blkdiag2) : MonarchMultiply.Bmm(padded, blkdiag1, blkdiag2);
+        var y = UseFusedKernel ? MonarchMultiply.Multiply(padded, blkdiag1, blkdiag2, Kernels) : MonarchMultiply.Bmm(padded, blkdiag1, blkdiag2);
         if (OutFeaturesExtended != OutFeatures)
             y = y.narrow(-1, 0, OutFeatures);
         if (bias is not null)

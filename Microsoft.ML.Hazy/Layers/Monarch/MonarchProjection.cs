@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Kernels.Monarch;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Kernels.Attention;
 using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Onnx;
@@ -8,7 +9,7 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Hazy.Sequence.Attention;
 
-/// <summary>Options of the Transformer backbone of <see cref="SequenceTrainer"/>.</summary>
+/// <summary>Options of the Transformer backbone of <c>SequenceTrainer</c>.</summary>
 public sealed class TransformerOptions
 {
     /// <summary>Attention heads per block; the model dimension must be a multiple of it, with an even head size.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Training;
 using TorchSharp;
 using static TorchSharp.torch;

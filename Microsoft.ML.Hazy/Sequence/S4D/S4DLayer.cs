@@ -1,3 +1,6 @@
+using Microsoft.ML.Hazy.Kernels;
+using Microsoft.ML.Hazy.Kernels.S4D;
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
@@ -60,7 +63,7 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISee
     public Tensor Kernel(long length)
     {
         var (logDA, dB) = ssm.Discretize(_discretization);
-        return S4DMath.Kernel(view_as_complex(C) * dB, logDA, length);
+        return KernelRegistry.S4D(C.device_type, C.dtype).Kernel(view_as_complex(C) * dB, logDA, length);
     }
 
     public override Tensor forward(Tensor input) => Forward(input, null);
@@ -69,7 +72,7 @@ internal sealed class S4DLayer : nn.Module<Tensor, Tensor>, ISequenceLayer, ISee
     {
         var u = mask is null ? input : input * mask;
         using var one = 1.ToScalar();
-        var y = S4DMath.FftConv(u, Kernel(u.shape[1])).add(u * D, one);
+        var y = KernelRegistry.S4D(u.device_type, u.dtype).Convolve(u, Kernel(u.shape[1])).add(u * D, one);
         y = TiedDropout.Apply(nn.functional.gelu(y), _dropout, training, Generator);
         return nn.functional.glu(output_linear.forward(y), -1);
     }
