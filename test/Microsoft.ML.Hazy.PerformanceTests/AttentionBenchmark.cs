@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using Microsoft.ML.Hazy.Sequence.Attention;
+using Microsoft.ML.Hazy.Kernels;
+using Microsoft.ML.Hazy.Kernels.Attention;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -275,22 +276,16 @@ internal static class AttentionBenchmark
             float[] Fill() => Enumerable.Range(0, (int)shape.QueryElements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
             float[] q = Fill(), k = Fill(), v = Fill(), o = new float[shape.QueryElements], lse = new float[shape.RowCount];
             var samples = new[] { new double[3], new double[3] };
-            try
-            {
-                for (int rep = -1; rep < 3; rep++)
-                    for (int path = 0; path < 2; path++)
-                    {
-                        FlashAttentionKernel.UseFusedForward = path == 0;
-                        long start = Stopwatch.GetTimestamp();
-                        FlashAttentionKernel.Forward(shape, q, k, v, o, lse);
-                        if (rep >= 0)
-                            samples[path][rep] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-                    }
-            }
-            finally
-            {
-                FlashAttentionKernel.UseFusedForward = true;
-            }
+            // The general path per call (what the provider option CpuKernelOptions.FusedAttentionForward sets).
+            var paths = new[] { new FlashAttentionOptions(), new FlashAttentionOptions { FusedForward = false } };
+            for (int rep = -1; rep < 3; rep++)
+                for (int path = 0; path < 2; path++)
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    FlashAttentionKernel.Forward(shape, q, k, v, o, lse, paths[path]);
+                    if (rep >= 0)
+                        samples[path][rep] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                }
             double flops = 4.0 * Heads * l * (double)l * d;
             var fused = new Measurement($"kernel fused fwd d={d} L={l}", samples[0], 1, 1);
             var general = new Measurement($"kernel general fwd d={d} L={l}", samples[1], 1, 1);

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Microsoft.ML.Hazy.Kernels;
+using Microsoft.ML.Hazy.Kernels.Monarch;
 using Microsoft.ML.Hazy.Layers.Monarch;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -58,8 +60,8 @@ internal static class MonarchBenchmark
                         (name + " bmm forward", () => { monarch.UseFusedKernel = false; Forward(monarch, x); }));
                     var train = Interleaved(repetitions, batch,
                         ($"dense n={n} batch={batch} forward+backward", () => ForwardBackward(dense, input)),
-                        (name + " fused forward+backward", () => { monarch.UseFusedKernel = true; WithFusedBackward(true, () => ForwardBackward(monarch, input)); }),
-                        (name + " fused forward+bmm backward", () => { monarch.UseFusedKernel = true; WithFusedBackward(false, () => ForwardBackward(monarch, input)); }),
+                        (name + " fused forward+backward", () => { monarch.UseFusedKernel = true; WithFusedBackward(monarch, true, () => ForwardBackward(monarch, input)); }),
+                        (name + " fused forward+bmm backward", () => { monarch.UseFusedKernel = true; WithFusedBackward(monarch, false, () => ForwardBackward(monarch, input)); }),
                         (name + " bmm forward+backward", () => { monarch.UseFusedKernel = false; ForwardBackward(monarch, input); }));
                     var (denseForward, fusedForward, bmmForward) = (forward[0], forward[1], forward[2]);
                     var (denseTrain, fusedTrain, bmmBackwardTrain, bmmTrain) = (train[0], train[1], train[2], train[3]);
@@ -125,18 +127,21 @@ internal static class MonarchBenchmark
         return contenders.Select((c, i) => new Measurement(c.Name, samples[i], 1, items)).ToArray();
     }
 
-    /// <summary>Runs <paramref name="run"/> with the fused kernel's backward switched to the fused C# one or to the bmm one.</summary>
-    private static void WithFusedBackward(bool fused, Action run)
+    // The registry's CPU provider with the fused C# backward, and the same with the bmm backward (the default).
+    private static readonly CpuSimdKernels FusedBackwardKernels = new(new CpuKernelOptions { FusedMonarchBackward = true });
+    private static readonly CpuSimdKernels BmmBackwardKernels = new(new CpuKernelOptions { FusedMonarchBackward = false });
+
+    /// <summary>Runs <paramref name="run"/> with <paramref name="layer"/>'s fused kernel taking the fused C# backward or the bmm one.</summary>
+    private static void WithFusedBackward(MonarchLinear layer, bool fused, Action run)
     {
-        bool previous = MonarchFusedKernel.UseFusedBackward;
-        MonarchFusedKernel.UseFusedBackward = fused;
+        layer.Kernels = fused ? FusedBackwardKernels : BmmBackwardKernels;
         try
         {
             run();
         }
         finally
         {
-            MonarchFusedKernel.UseFusedBackward = previous;
+            layer.Kernels = null;
         }
     }
 

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Kernels.S4D;
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Sequence;
 using Microsoft.ML.Hazy.Sequence.S4D;

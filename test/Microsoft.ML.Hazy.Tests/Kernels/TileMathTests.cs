@@ -1,8 +1,8 @@
 using System.Runtime.Intrinsics;
-using Microsoft.ML.Hazy.Sequence.Attention;
+using Microsoft.ML.Hazy.Kernels;
 using NUnit.Framework;
 
-namespace Microsoft.ML.Hazy.Tests.Sequence.Attention;
+namespace Microsoft.ML.Hazy.Tests.Kernels;
 
 public sealed class TileMathTests
 {

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Kernels.Monarch;
 using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.OnnxRuntime;

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Kernels.Monarch;
 using Microsoft.ML.Hazy.Layers.Monarch;
 using NUnit.Framework;
 using TorchSharp;

@@ -1,9 +1,10 @@
-using Microsoft.ML.Hazy.Sequence.Attention;
+using Microsoft.ML.Hazy.Kernels;
+using Microsoft.ML.Hazy.Kernels.Attention;
 using NUnit.Framework;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Hazy.Tests.Sequence.Attention;
+namespace Microsoft.ML.Hazy.Tests.Kernels.Attention;
 
 public sealed class FlashAttentionTorchTests
 {
@@ -91,13 +92,21 @@ public sealed class FlashAttentionTorchTests
         Assert.That(MaxDiff(e, Reference(q, k, v, causal: false)), Is.LessThan(1e-5));
     }
 
+    // The registry sends float64 (which Hazy's CPU kernel does not take) to the libtorch reference: it must give the
+    // float64 math result. Mixed element types and mismatched shapes are refused with a clear message.
     [Test]
-    public void RejectsWrongDtypeAndShapesClearly()
+    public void Float64FallsBackToTheReferenceAndBadInputsAreRejectedClearly()
     {
         using var scope = NewDisposeScope();
-        var q = randn(1, 1, 8, 4, dtype: ScalarType.Float64);
-        var ex = Assert.Throws<ArgumentException>(() => FlashAttention.Apply(q, q, q));
-        Assert.That(ex!.Message, Does.Contain("float32"));
+        var g = new Generator(7);
+        var q = randn([1, 2, 8, 4], dtype: ScalarType.Float64, generator: g);
+        var k = randn([1, 2, 11, 4], dtype: ScalarType.Float64, generator: g);
+        var v = randn([1, 2, 11, 4], dtype: ScalarType.Float64, generator: g);
+        var o = FlashAttention.Apply(q, k, v, new FlashAttentionOptions { Causal = true });
+        Assert.That(o.dtype, Is.EqualTo(ScalarType.Float64));
+        Assert.That(MaxDiff(o, Reference(q, k, v, causal: true)), Is.LessThan(1e-12));
+        var ex = Assert.Throws<ArgumentException>(() => FlashAttention.Apply(q, k.to(ScalarType.Float32), v));
+        Assert.That(ex!.Message, Does.Contain("element type"));
         var f = randn(1, 1, 8, 4);
         ex = Assert.Throws<ArgumentException>(() => FlashAttention.Apply(f, randn(1, 1, 8, 5), randn(1, 1, 8, 5)));
         Assert.That(ex!.Message, Does.Contain("do not match"));

@@ -1,7 +1,8 @@
 using System.Numerics;
-using Microsoft.ML.Hazy.Sequence.Attention;
+using Microsoft.ML.Hazy.Kernels;
+using Microsoft.ML.Hazy.Kernels.Attention;
 
-namespace Microsoft.ML.Hazy.Tests.Sequence.Attention;
+namespace Microsoft.ML.Hazy.Tests.Kernels.Attention;
 
 /// <summary>
 /// Textbook attention, S = τQKᵀ with masked entries −∞, P = softmax(S), O = (P ∘ Z)V, and its gradient, in any

@@ -1,9 +1,10 @@
+using Microsoft.ML.Hazy.Kernels.S4D;
 using Microsoft.ML.Hazy.Sequence.S4D;
 using NUnit.Framework;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Hazy.Tests.Sequence;
+namespace Microsoft.ML.Hazy.Tests.Kernels.S4D;
 
 /// <summary>The S4D formulas against the research notes' golden vectors (§1.11, float64) and their invariants.</summary>
 public sealed class S4DKernelTests
@@ -105,7 +106,7 @@ public sealed class S4DKernelTests
         manual_seed(1);
         int h = 3, modes = 5, length = 40;
         var (dt, a, b, c) = RandomSystem(h, modes);
-        var (logDA, dB) = S4DMath.Discretize(dt, a, b, disc);
+        var (logDA, dB) = S4DStateSpace.Discretize(dt, a, b, disc);
         var k = S4DMath.Kernel((c * dB).unsqueeze(0), logDA, length)[0];
         var dA = logDA.exp();
         var x = dB.clone();
@@ -123,7 +124,7 @@ public sealed class S4DKernelTests
         using var scope = NewDisposeScope();
         manual_seed(2);
         var (dt, a, b, c) = RandomSystem(4, 8);
-        var (logDA, dB) = S4DMath.Discretize(dt, a, b, S4DDiscretization.Zoh);
+        var (logDA, dB) = S4DStateSpace.Discretize(dt, a, b, S4DDiscretization.Zoh);
         var ct = stack(new[] { c * dB, c.conj() * dB });
         var whole = S4DMath.Kernel(ct, logDA, 1000, block: 1000);
         foreach (var block in new long[] { 1, 7, 32, 333 })
@@ -137,9 +138,9 @@ public sealed class S4DKernelTests
         using var scope = NewDisposeScope();
         manual_seed(3);
         var (dt, a, b, c) = RandomSystem(8, 32, dtMin: 1e-3);
-        var (logDA, dB) = S4DMath.Discretize(dt, a, b, S4DDiscretization.Zoh);
+        var (logDA, dB) = S4DStateSpace.Discretize(dt, a, b, S4DDiscretization.Zoh);
         var exact = S4DMath.Kernel((c * dB).unsqueeze(0), logDA, 8192);
-        var (logDA32, dB32) = S4DMath.Discretize(dt.to(ScalarType.Float32), a.to(ScalarType.ComplexFloat32), b.to(ScalarType.ComplexFloat32), S4DDiscretization.Zoh);
+        var (logDA32, dB32) = S4DStateSpace.Discretize(dt.to(ScalarType.Float32), a.to(ScalarType.ComplexFloat32), b.to(ScalarType.ComplexFloat32), S4DDiscretization.Zoh);
         var single = S4DMath.Kernel((c.to(ScalarType.ComplexFloat32) * dB32).unsqueeze(0), logDA32, 8192).to(ScalarType.Float64);
         double error = (single - exact).abs().max().item<double>() / exact.abs().max().item<double>();
         Assert.That(error, Is.LessThan(1e-4));
@@ -322,7 +323,7 @@ public sealed class S4DKernelTests
     {
         var (re, im, _) = S4DInitializations.Modes(init, 4);
         var a = complex(tensor(re, new long[] { 1, 2 }, ScalarType.Float64), tensor(im, new long[] { 1, 2 }, ScalarType.Float64));
-        var (logDA, dB) = S4DMath.Discretize(tensor(new[] { dt }, ScalarType.Float64), a, null, disc);
+        var (logDA, dB) = S4DStateSpace.Discretize(tensor(new[] { dt }, ScalarType.Float64), a, null, disc);
         var c = complex(ones(1, 1, 2, ScalarType.Float64), zeros(1, 1, 2, ScalarType.Float64));
         return S4DMath.Kernel(c * dB, logDA, length).reshape(length).data<double>().ToArray();
     }
