@@ -280,9 +280,26 @@ namespace Microsoft.ML.Hazy
         /// <param name="filePath">The model file (a zip written by <c>mlContext.Model.Save</c>).</param>
         /// <param name="inputSchema">The input schema the model was saved with.</param>
         /// <returns>The loaded model.</returns>
-        /// <exception cref="InvalidDataException">An ONNX graph in the file does not load; the message names the file and the entry.</exception>
+        /// <remarks>
+        /// When the file was saved with <c>mlContext.Model.SaveAtomically(model, schema, path, includeWeights: true)</c>, each Hazy model
+        /// in it comes back as a <see cref="HazyPredictionTransformer"/> whose <see cref="HazyPredictionTransformer.Network"/> is read
+        /// from the file when first used, so the loaded model can be attributed, streamed and trained on; it scores without TorchSharp
+        /// until then. A file saved without weights loads as <c>mlContext.Model.Load</c> loads it: it scores, but has no network.
+        /// </remarks>
+        /// <exception cref="InvalidDataException">An ONNX graph in the file does not load; the message names the file and the entry.
+        /// Or the file's weights entries are malformed.</exception>
         public ITransformer LoadModel(string filePath, out DataViewSchema inputSchema) =>
-            SavedModelDiagnostics.Load(_mlContext, filePath, out inputSchema);
+            Persistence.ModelArchive.Restore(SavedModelDiagnostics.Load(_mlContext, filePath, out inputSchema), filePath);
+
+        /// <summary>
+        /// Trains a Hazy model further on the data given to <c>Fit</c>, from its current weights; the model is not changed. See
+        /// <see cref="Persistence.ContinuedTrainingEstimator"/>.
+        /// </summary>
+        /// <param name="model">A Hazy model, or a chain holding one, trained in this process or loaded with <see cref="LoadModel"/> from a file saved with its weights.</param>
+        /// <param name="options">The training options; null trains 2 epochs at learning rate 5e-4 on the model's feature column.</param>
+        /// <exception cref="NotSupportedException">The model holds no Hazy network (for example it was loaded from a file saved without weights).</exception>
+        public Persistence.ContinuedTrainingEstimator ContinueTraining(ITransformer model, Persistence.ContinuedTrainingEstimator.Options? options = null) =>
+            Persistence.ContinuedTrainingEstimator.Create(Environment, model, options);
 
         /// <summary>The trainers for one task.</summary>
         public sealed class TaskTrainers

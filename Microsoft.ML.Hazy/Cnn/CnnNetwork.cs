@@ -11,7 +11,7 @@ namespace Microsoft.ML.Hazy.Cnn;
 /// Unflatten [B, C·H·W] → [B, C, H, W], then per block Conv2d → BatchNorm2d → ReLU → Dropout2d, then Flatten and a
 /// linear head. <see cref="Layers"/> lists exactly these TorchSharp modules, in forward order.
 /// </summary>
-internal sealed class CnnNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, ILayeredNetwork
+internal sealed partial class CnnNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, ILayeredNetwork
 {
     private readonly Sequential layers;
 

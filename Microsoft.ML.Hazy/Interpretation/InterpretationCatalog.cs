@@ -115,7 +115,8 @@ namespace Microsoft.ML.Hazy
                 _ => null,
             };
             return found ?? throw new NotSupportedException(
-                $"The model {model.GetType().Name} has no gradients: gradient-based attribution needs a Hazy model trained in this process (it keeps the TorchSharp network). " +
+                $"The model {model.GetType().Name} has no gradients: gradient-based attribution needs a Hazy model's TorchSharp network, kept by a model trained in this process " +
+                "or by one loaded with mlContext.Hazy().LoadModel from a file saved with its weights (mlContext.Model.SaveAtomically(model, schema, path, includeWeights: true)). " +
                 "For any other ML.NET model use a model-agnostic method that needs only scores: mlContext.Hazy().Interpretation.Occlusion(...) or .KernelShap(...).");
         }
 

@@ -22,7 +22,7 @@ public enum MlpActivation
 /// Linear → activation → dropout per hidden layer (optionally with LayerNorm), then a linear head. With
 /// <c>monarchBlocks</c> &gt; 0 the hidden layers' linear maps are <see cref="MonarchLinear"/>; the head stays dense.
 /// </summary>
-internal sealed class MlpNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, ILayeredNetwork
+internal sealed partial class MlpNetwork : nn.Module<Tensor, Tensor>, IOnnxExportable, ILayeredNetwork
 {
     private readonly Sequential layers;
 

@@ -52,6 +52,9 @@ internal sealed class LabelKeyValues
         return new LabelKeyValues(count, values.GetType().GetElementType(), values);
     }
 
+    /// <summary>A key of <paramref name="count"/> classes without values.</summary>
+    public static LabelKeyValues FromCount(int count) => new(count, null, null);
+
     /// <summary>Key values given in key order (a key of <paramref name="values"/>.Length classes).</summary>
     public static LabelKeyValues FromValues<T>(T[] values) => new(values.Length, typeof(T), values);
 

@@ -186,7 +186,7 @@ internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>, ISeeded
 /// Linear encoder C → H, residual blocks of backbone layers, masked mean pooling over the valid steps, linear
 /// decoder H → outputs. Input [B, L, C] time-major; output logits or predictions [B, outputs].
 /// </summary>
-internal sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetwork
+internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetwork
 {
     private readonly Linear encoder;
     private readonly ModuleList<SequenceResidualBlock> blocks;
@@ -199,6 +199,7 @@ internal sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetw
     {
         Channels = channels;
         Shape = shape;
+        Recipe = Describe(channels, outputs, layers, shape, normalization, preNorm, backbone);
         encoder = nn.Linear(channels, shape.Width);
         blocks = new ModuleList<SequenceResidualBlock>();
         for (int i = 0; i < layers; i++)

@@ -12,8 +12,9 @@ namespace Microsoft.ML.Hazy.Sequence;
 /// </summary>
 /// <remarks>
 /// The score is what the model's <c>Score</c> column holds: class probabilities (multiclass), the logit
-/// (binary) or the prediction (regression). It uses the trained TorchSharp network, so a model loaded from
-/// a zip (ONNX only) cannot stream. Not thread-safe: use one predictor per stream.
+/// (binary) or the prediction (regression). It uses the trained TorchSharp network: a model loaded from a file
+/// saved without weights cannot stream; one saved with <c>includeWeights: true</c> and loaded with
+/// <c>mlContext.Hazy().LoadModel</c> can. Not thread-safe: use one predictor per stream.
 /// </remarks>
 public sealed class SequenceStreamingPredictor : IDisposable
 {

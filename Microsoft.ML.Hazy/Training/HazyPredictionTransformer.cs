@@ -31,6 +31,9 @@ public sealed record TrainingEpoch(int Epoch, double TrainLoss, double? Validati
 public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDisposable
 {
     private readonly LabelKeyValues? _labels;
+    private readonly object _networkLock = new();
+    private nn.Module<Tensor, Tensor>? _network;
+    private Func<nn.Module<Tensor, Tensor>>? _loadNetwork;
     private bool _disposed;
 
     internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, nn.Module<Tensor, Tensor> network,
@@ -39,7 +42,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     {
         Sequence = sequence;
         ScoringChain = scoringChain;
-        Network = network;
+        _network = network;
         Kind = kind;
         FeatureColumnName = featureColumnName;
         RowShape = rowShape;
@@ -47,6 +50,15 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
         TrainingHistory = history;
         Seed = seed;
     }
+
+    /// <summary>
+    /// A model restored from a file saved with its weights: <paramref name="loadNetwork"/> builds the network the first time
+    /// <see cref="Network"/> is read, so scoring, which goes to <paramref name="scoringChain"/>, never touches TorchSharp.
+    /// </summary>
+    internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, Func<nn.Module<Tensor, Tensor>> loadNetwork,
+        PredictionKind kind, string featureColumnName, long[] rowShape, LabelKeyValues? labels, IReadOnlyList<TrainingEpoch> history, int seed,
+        SequenceLayout? sequence = null)
+        : this(scoringChain, network: null!, kind, featureColumnName, rowShape, labels, history, seed, sequence) => _loadNetwork = loadNetwork;
 
     /// <summary>The task, which fixes the output columns.</summary>
     public PredictionKind Kind { get; }
@@ -64,7 +76,32 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     internal SequenceLayout? Sequence { get; }
 
     /// <summary>The trained TorchSharp network (evaluation mode). Its output is logits (classification) or the prediction.</summary>
-    public nn.Module<Tensor, Tensor> Network { get; }
+    /// <remarks>
+    /// A model loaded with <c>mlContext.Hazy().LoadModel</c> from a file saved with its weights builds the network on first
+    /// access (this needs TorchSharp's native libraries; scoring does not).
+    /// </remarks>
+    /// <exception cref="ObjectDisposedException">The network was never built and the transformer was disposed.</exception>
+    public nn.Module<Tensor, Tensor> Network
+    {
+        get
+        {
+            if (_network is { } network)
+                return network;
+            lock (_networkLock)
+            {
+                if (_network is null)
+                {
+                    ObjectDisposedException.ThrowIf(_disposed, this);
+                    _network = _loadNetwork!();
+                    _loadNetwork = null;
+                }
+                return _network;
+            }
+        }
+    }
+
+    /// <summary>The key values of the label (multiclass), in class-index order; null for other tasks.</summary>
+    internal LabelKeyValues? Labels => _labels;
 
     /// <summary>The standard ML.NET chain that scores and is saved.</summary>
     public TransformerChain<ITransformer> ScoringChain { get; }
@@ -182,7 +219,10 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     {
         if (_disposed)
             return;
-        _disposed = true;
-        Network.Dispose();
+        lock (_networkLock)
+        {
+            _disposed = true;
+            _network?.Dispose();
+        }
     }
 }

@@ -7,6 +7,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Cnn;
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Mlp;
+using Microsoft.ML.Hazy.SamplesSupport;
 using Microsoft.ML.Hazy.Slicing;
 using Microsoft.ML.Hazy.Slicing.Evaluation;
 using Microsoft.ML.Hazy.Training;
@@ -79,7 +80,7 @@ internal static class DominoSample
             _ => throw new ArgumentException($"--predictions must be synthetic, trained or per-setting; found '{predictionKind}'."),
         };
         var ml = new MLContext(seed: 1);
-        var source = FashionMnist.LoadDefault(ml);
+        var source = FashionMnistData.LoadDefault(ml);
         if (source.IsSubset)
         {
             Console.Error.WriteLine($"error: The domino sample draws 2,500-row settings from pools of thousands of images, so it needs the full Fashion-MNIST; found only the shipped subset in {source.Directory}. Install it with `bash eng/install-test-data.sh` as root (Debian's dataset-fashion-mnist).");

@@ -6,6 +6,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Cnn;
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Interpretation;
+using Microsoft.ML.Hazy.SamplesSupport;
 using Microsoft.ML.Hazy.Training;
 using Spectre.Console;
 
@@ -38,7 +39,7 @@ internal static class ExplainSample
         AnsiConsole.Write(new Rule("[bold]Interpretation[/]: attribution methods on a Fashion-MNIST CNN").LeftJustified());
 
         var mlContext = new MLContext(seed: 1);
-        var source = FashionMnist.LoadDefault(mlContext);
+        var source = FashionMnistData.LoadDefault(mlContext);
         AnsiConsole.MarkupLine(Invariant($"Data: {Markup.Escape(source.Directory)} ({(source.IsSubset ? "subset" : "full")}); {images} correctly classified test images; libtorch threads {TorchSharp.torch.get_num_threads()}."));
 
         CnnTrainer.Options Options() => new()

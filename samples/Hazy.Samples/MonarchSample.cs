@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Mlp;
+using Microsoft.ML.Hazy.SamplesSupport;
 using Microsoft.ML.Hazy.Training;
 using Spectre.Console;
 using static TorchSharp.torch;
@@ -30,7 +31,7 @@ internal static class MonarchSample
         AnsiConsole.Write(new Rule("[bold]Monarch matrices[/]: dense vs Monarch MLPs on Fashion-MNIST").LeftJustified());
 
         var mlContext = new MLContext(seed: 1);
-        var source = FashionMnist.LoadDefault(mlContext, maxTrainRows: rows);
+        var source = FashionMnistData.LoadDefault(mlContext, maxTrainRows: rows);
         AnsiConsole.MarkupLine(Invariant($"Data: {Markup.Escape(source.Directory)} ({(source.IsSubset ? "subset" : "full")}), first {rows:N0} training images at most; MLP [[{string.Join(", ", Hidden)}]], nblocks {Blocks}, {Epochs} epochs."));
 
         MlpTrainer.Options Options(int monarchBlocks = 0, double densifyAfter = 0) => new()

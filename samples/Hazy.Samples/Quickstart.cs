@@ -5,6 +5,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Mlp;
+using Microsoft.ML.Hazy.SamplesSupport;
 using Microsoft.ML.Hazy.Training;
 using Spectre.Console;
 
@@ -56,8 +57,8 @@ internal static class Quickstart
 
         // 1. Data: Debian's full Fashion-MNIST when installed, else the subset shipped in samples/data.
         var mlContext = new MLContext(seed: 1);
-        var source = FashionMnist.LoadDefault(mlContext);
-        string dataSource = source.IsSubset ? "subset" : source.Directory == FashionMnist.DebianDirectory ? "debian" : "full";
+        var source = FashionMnistData.LoadDefault(mlContext);
+        string dataSource = source.IsSubset ? "subset" : source.Directory == FashionMnistData.DebianDirectory ? "debian" : "full";
         var split = mlContext.Data.TrainTestSplit(source.Train, testFraction: 0.1, seed: 1);
         var train = split.TrainSet;
         long trainRows = CountRows(train), validationRows = CountRows(split.TestSet), testRows = CountRows(source.Test);

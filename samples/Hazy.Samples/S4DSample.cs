@@ -5,6 +5,7 @@ using System.Text.Json.Serialization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.SamplesSupport;
 using Microsoft.ML.Hazy.Sequence;
 using Microsoft.ML.Hazy.Sequence.S4D;
 using Microsoft.ML.Hazy.Training;
@@ -212,7 +213,7 @@ internal static class S4DSample
     private static Problem? LoadFashion(int? maxTrainRows, int epochs)
     {
         var ml = new MLContext(seed: 1);
-        var source = FashionMnist.LoadDefault(ml, maxTrainRows);
+        var source = FashionMnistData.LoadDefault(ml, maxTrainRows);
         long train = source.Train.GetRowCount() ?? source.Train.GetColumn<uint>("Label").LongCount();
         long test = source.Test.GetRowCount() ?? source.Test.GetColumn<uint>("Label").LongCount();
         string? note = source.IsSubset ? "the repository's subset: install dataset-fashion-mnist for the full set" : maxTrainRows is int n ? Invariant($"first {n:N0} training images") : null;
@@ -239,7 +240,7 @@ internal static class S4DSample
 
     private static Problem? LoadUcr(string name)
     {
-        var folder = UcrTimeSeries.FindSharedDataDirectory();
+        var folder = UcrData.FindSharedDataDirectory();
         if (folder is null)
         {
             AnsiConsole.MarkupLine($"[yellow]Skipping {Markup.Escape(name)}: the shared UCR data (../shared/data/ucr or $HAZY_DATA_DIR/ucr) is absent.[/]");

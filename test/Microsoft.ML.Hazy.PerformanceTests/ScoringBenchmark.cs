@@ -3,6 +3,7 @@ using System.Globalization;
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Mlp;
+using Microsoft.ML.Hazy.SamplesSupport;
 using Microsoft.ML.Hazy.Training;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
@@ -54,7 +55,7 @@ internal static class ScoringBenchmark
         var machine = Harness.Machine();
         var notes = new List<string>();
         var ml = new MLContext(Seed);
-        var source = FashionMnist.LoadDefault(ml);
+        var source = FashionMnistData.LoadDefault(ml);
         Console.WriteLine($"Fashion-MNIST from {source.Directory}{(source.IsSubset ? " (the repository's subset, not the full data set)" : "")}.");
 
         Console.WriteLine($"Training MLP [{string.Join(",", Hidden)}], {Epochs} epochs, batch {TrainBatchSize}, seed {Seed}, 1 torch thread ...");

@@ -40,6 +40,9 @@ internal sealed class TransformerBackbone : ISequenceBackboneFactory
 
     public TransformerBackbone(TransformerOptions options) => _options = options;
 
+    /// <summary>The options the layers are built with.</summary>
+    public TransformerOptions Options => _options;
+
     public IReadOnlyList<ParameterGroupOptions> LayerParameterGroups => Array.Empty<ParameterGroupOptions>();
 
     /// <remarks>

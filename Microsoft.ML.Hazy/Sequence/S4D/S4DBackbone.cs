@@ -21,6 +21,9 @@ internal sealed class S4DBackbone : ISequenceBackboneFactory
 
     public IReadOnlyList<ParameterGroupOptions> LayerParameterGroups { get; }
 
+    /// <summary>The options the layers are built with.</summary>
+    public S4DOptions Options => _options;
+
     /// <remarks>
     /// 17H: the masked input and its contiguous transpose (2H), rfft of length 2L (L + 1 complex values: 2H), its product
     /// with the kernel's spectrum (2H), irfft of length 2L (2H), the D·u term and sum (2H), GELU (H), dropout mask and

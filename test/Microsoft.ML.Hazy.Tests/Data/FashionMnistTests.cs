@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Compression;
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.SamplesSupport;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Hazy.Tests.Data;
@@ -198,11 +199,11 @@ public sealed class FashionMnistTests
     {
         WriteSplit("train", [1, 2, 3], gzip: false, "train-images-idx3-ubyte", "train-labels-idx1-ubyte");
         WriteSplit("test", [4, 5], gzip: true, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte");
-        var previous = Environment.GetEnvironmentVariable(FashionMnist.DirectoryVariable);
+        var previous = Environment.GetEnvironmentVariable(FashionMnistData.DirectoryVariable);
         try
         {
-            Environment.SetEnvironmentVariable(FashionMnist.DirectoryVariable, _dir);
-            var source = FashionMnist.LoadDefault(new MLContext(1));
+            Environment.SetEnvironmentVariable(FashionMnistData.DirectoryVariable, _dir);
+            var source = FashionMnistData.LoadDefault(new MLContext(1));
             var (train, test) = source;
 
             Assert.That(source.Directory, Is.EqualTo(Path.GetFullPath(_dir)));
@@ -210,21 +211,21 @@ public sealed class FashionMnistTests
             Assert.That(train.GetRowCount(), Is.EqualTo(3));
             Assert.That(test.GetRowCount(), Is.EqualTo(2));
 
-            Environment.SetEnvironmentVariable(FashionMnist.DirectoryVariable, Path.Combine(_dir, "missing"));
-            var error = Assert.Throws<DirectoryNotFoundException>(() => FashionMnist.FindDirectory());
-            Assert.That(error!.Message, Does.Contain(FashionMnist.DirectoryVariable));
+            Environment.SetEnvironmentVariable(FashionMnistData.DirectoryVariable, Path.Combine(_dir, "missing"));
+            var error = Assert.Throws<DirectoryNotFoundException>(() => FashionMnistData.FindDirectory());
+            Assert.That(error!.Message, Does.Contain(FashionMnistData.DirectoryVariable));
         }
         finally
         {
-            Environment.SetEnvironmentVariable(FashionMnist.DirectoryVariable, previous);
+            Environment.SetEnvironmentVariable(FashionMnistData.DirectoryVariable, previous);
         }
     }
 
     [Test]
     public void ShippedSubsetHas2000TrainAnd500TestImages()
     {
-        var subset = DataLocations.FindUpwards(FashionMnist.SubsetRelativePath);
-        Assert.That(subset, Is.Not.Null, $"{FashionMnist.SubsetRelativePath} is part of the repository and must be found from the test directory.");
+        var subset = RepositoryFolders.FindUpwards(FashionMnistData.SubsetRelativePath);
+        Assert.That(subset, Is.Not.Null, $"{FashionMnistData.SubsetRelativePath} is part of the repository and must be found from the test directory.");
         var mlContext = new MLContext(1);
 
         var train = FashionMnist.Load(mlContext,
@@ -248,7 +249,7 @@ public sealed class FashionMnistTests
     [Test]
     public void DebianPackageHas60000TrainAnd10000TestImages()
     {
-        var dir = FashionMnist.DebianDirectory;
+        var dir = FashionMnistData.DebianDirectory;
         var files = new[] { "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" };
         if (!files.All(f => File.Exists(Path.Combine(dir, f))))
         {
@@ -266,9 +267,9 @@ public sealed class FashionMnistTests
         Assert.That(counts.Keys, Is.EquivalentTo(Enumerable.Range(1, 10).Select(k => (uint)k)));
         Assert.That(counts.Values, Has.All.EqualTo(1000));
 
-        if (Environment.GetEnvironmentVariable(FashionMnist.DirectoryVariable) is null)
+        if (Environment.GetEnvironmentVariable(FashionMnistData.DirectoryVariable) is null)
         {
-            var source = FashionMnist.LoadDefault(mlContext, maxTrainRows: 100);
+            var source = FashionMnistData.LoadDefault(mlContext, maxTrainRows: 100);
             Assert.That(source.Directory, Is.EqualTo(dir));
             Assert.That(source.IsSubset, Is.False);
             Assert.That(source.Train.GetRowCount(), Is.EqualTo(100));

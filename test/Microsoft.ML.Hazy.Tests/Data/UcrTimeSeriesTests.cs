@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.SamplesSupport;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Hazy.Tests.Data;
@@ -286,19 +287,19 @@ public sealed class UcrTimeSeriesTests
     {
         var root = Path.Combine(Path.GetTempPath(), "hazy-data-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(Path.Combine(root, "ucr"));
-        var previous = Environment.GetEnvironmentVariable(UcrTimeSeries.DataDirectoryVariable);
+        var previous = Environment.GetEnvironmentVariable(UcrData.DataDirectoryVariable);
         try
         {
-            Environment.SetEnvironmentVariable(UcrTimeSeries.DataDirectoryVariable, root);
-            Assert.That(UcrTimeSeries.FindSharedDataDirectory(), Is.EqualTo(Path.Combine(root, "ucr")));
+            Environment.SetEnvironmentVariable(UcrData.DataDirectoryVariable, root);
+            Assert.That(UcrData.FindSharedDataDirectory(), Is.EqualTo(Path.Combine(root, "ucr")));
 
-            Environment.SetEnvironmentVariable(UcrTimeSeries.DataDirectoryVariable, Path.Combine(root, "ucr"));
-            var error = Assert.Throws<DirectoryNotFoundException>(() => UcrTimeSeries.FindSharedDataDirectory());
-            Assert.That(error!.Message, Does.Contain(UcrTimeSeries.DataDirectoryVariable));
+            Environment.SetEnvironmentVariable(UcrData.DataDirectoryVariable, Path.Combine(root, "ucr"));
+            var error = Assert.Throws<DirectoryNotFoundException>(() => UcrData.FindSharedDataDirectory());
+            Assert.That(error!.Message, Does.Contain(UcrData.DataDirectoryVariable));
         }
         finally
         {
-            Environment.SetEnvironmentVariable(UcrTimeSeries.DataDirectoryVariable, previous);
+            Environment.SetEnvironmentVariable(UcrData.DataDirectoryVariable, previous);
             Directory.Delete(root, recursive: true);
         }
     }
@@ -308,7 +309,7 @@ public sealed class UcrTimeSeriesTests
 
     private static string SharedUcrDirectory()
     {
-        var directory = UcrTimeSeries.FindSharedDataDirectory();
+        var directory = UcrData.FindSharedDataDirectory();
         if (directory is null)
         {
             Assert.Ignore("The shared UCR data (../shared/data/ucr beside the repository, or $HAZY_DATA_DIR/ucr) is absent; real-data test skipped.");

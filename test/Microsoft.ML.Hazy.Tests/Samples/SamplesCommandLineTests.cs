@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.SamplesSupport;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Hazy.Tests.Samples;
@@ -57,12 +58,12 @@ public sealed class SamplesCommandLineTests
     [Test]
     public void DominoWithOnlyTheShippedSubsetExplainsInOneLine()
     {
-        var subset = DataLocations.FindUpwards(FashionMnist.SubsetRelativePath);
+        var subset = RepositoryFolders.FindUpwards(FashionMnistData.SubsetRelativePath);
         Assert.That(subset, Is.Not.Null, "the repository ships the subset");
         var output = Directory.CreateTempSubdirectory("hazy-domino-").FullName;
         try
         {
-            var (exitCode, stdout, error) = RunSample(new Dictionary<string, string> { [FashionMnist.DirectoryVariable] = subset! },
+            var (exitCode, stdout, error) = RunSample(new Dictionary<string, string> { [FashionMnistData.DirectoryVariable] = subset! },
                 "domino", "--output", output);
             Assert.That(exitCode, Is.EqualTo(1), error);
             Assert.That(error.Trim().Split('\n'), Has.Length.EqualTo(1), error);

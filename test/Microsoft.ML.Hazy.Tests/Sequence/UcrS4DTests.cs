@@ -1,4 +1,5 @@
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.SamplesSupport;
 using Microsoft.ML.Hazy.Sequence;
 using Microsoft.ML.Hazy.Sequence.S4D;
 using NUnit.Framework;
@@ -9,7 +10,7 @@ namespace Microsoft.ML.Hazy.Tests.Sequence;
 public sealed class UcrS4DTests
 {
     private static string UcrFolder() =>
-        UcrTimeSeries.FindSharedDataDirectory()
+        UcrData.FindSharedDataDirectory()
         ?? Ignored("The shared UCR data (../shared/data/ucr beside the repository, or $HAZY_DATA_DIR/ucr) is absent; real-data test skipped.");
 
     private static string Ignored(string message)
