@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Sequence.Attention;
 using Microsoft.ML.Hazy.Sequence.S4D;
 using Microsoft.ML.Hazy.Training;

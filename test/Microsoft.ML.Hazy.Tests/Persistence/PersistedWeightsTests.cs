@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Layers;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO.Compression;
