@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Onnx;
 using static TorchSharp.torch;
 
@@ -26,30 +27,39 @@ public sealed record TrainingEpoch(int Epoch, double TrainLoss, double? Validati
 /// | `Score` | Single, or a vector of Single (class probabilities) | all tasks |
 /// | `Probability` | Single | binary classification |
 /// | `PredictedLabel` | Boolean, or a key with the training label's values | classification |
+/// | `Embedding` (or the trainer's output column) | known-size vector of Single, unit L2 norm when normalised | embedding models, instead of the columns above |
 /// ]]></format>
 /// </remarks>
 public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDisposable
 {
-    private readonly LabelKeyValues? _labels;
     private bool _disposed;
 
     internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, nn.Module<Tensor, Tensor> network,
         PredictionKind kind, string featureColumnName, long[] rowShape, LabelKeyValues? labels, IReadOnlyList<TrainingEpoch> history, int seed,
         SequenceLayout? sequence = null)
+        : this(scoringChain, network, OutputHead.For(kind, labels), featureColumnName, rowShape, history, seed, sequence)
+    {
+    }
+
+    internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, nn.Module<Tensor, Tensor> network,
+        OutputHead head, string featureColumnName, long[] rowShape, IReadOnlyList<TrainingEpoch> history, int seed,
+        SequenceLayout? sequence = null)
     {
         Sequence = sequence;
         ScoringChain = scoringChain;
         Network = network;
-        Kind = kind;
+        Head = head;
         FeatureColumnName = featureColumnName;
         RowShape = rowShape;
-        _labels = labels;
         TrainingHistory = history;
         Seed = seed;
     }
 
+    /// <summary>The task's output head: its columns, its ONNX outputs and how the network's output becomes the score.</summary>
+    internal OutputHead Head { get; }
+
     /// <summary>The task, which fixes the output columns.</summary>
-    public PredictionKind Kind { get; }
+    public PredictionKind Kind => Head.Kind;
 
     /// <summary>The feature column the model reads.</summary>
     public string FeatureColumnName { get; }
@@ -76,7 +86,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     public int Seed { get; }
 
     /// <summary>Class names in class-index order (multiclass), so index i of <c>Score</c> is <c>ClassNames[i]</c>.</summary>
-    public IReadOnlyList<string> ClassNames => _labels?.Names() ?? Array.Empty<string>();
+    public IReadOnlyList<string> ClassNames => Head.LabelKeys?.Names() ?? Array.Empty<string>();
 
     /// <inheritdoc/>
     public bool IsRowToRowMapper => ((ITransformer)ScoringChain).IsRowToRowMapper;
@@ -147,10 +157,10 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         using (no_grad())
-            return OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, _labels?.Count ?? 1, batched: true, Sequence);
+            return OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Head, batched: true, Sequence);
     }
 
-    /// <summary>Scores rows with the TorchSharp network in batches: the model's <c>Score</c> for each row.</summary>
+    /// <summary>Scores rows with the TorchSharp network in batches: the model's <c>Score</c> (or embedding) for each row.</summary>
     internal float[][] ScoreWithTorch(IDataView data, int batchSize = 256)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -166,7 +176,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
                 using var scope = NewDisposeScope();
                 using var _ = batch;
                 var output = forward(batch);
-                var score = Kind == PredictionKind.MulticlassClassification ? nn.functional.softmax(output, 1) : output;
+                var score = Head.Score(output);
                 var cpu = score.cpu().to(ScalarType.Float32);
                 int width = (int)cpu.shape[1];
                 var flat = cpu.data<float>().ToArray();
