@@ -96,9 +96,7 @@ internal sealed class MulticlassHead : OutputHead
     public override string[] RowOutputs => new[] { DefaultColumnNames.Score, ScalarColumns.PredictedVector };
 
     public override IEstimator<ITransformer> AppendColumns(MLContext ml, IEstimator<ITransformer> onnx) =>
-        onnx.Append(ml.Transforms.CustomMapping<ClassIndexOnnxOutput, ClassIndexScalar>(ScalarColumns.ClassIndex, ScalarColumns.ClassIndexContract))
-            .Append(OnnxScoringBridge.IndexToKey(ml, Keys))
-            .Append(ml.Transforms.DropColumns(ScalarColumns.PredictedVector, ScalarColumns.PredictedIndex));
+        onnx.Append(OnnxScoringBridge.PredictedKey(ml, Keys));
 }
 
 /// <summary>

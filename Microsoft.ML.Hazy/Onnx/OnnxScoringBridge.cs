@@ -114,6 +114,15 @@ internal static class OnnxScoringBridge
     }
 
     /// <summary>
+    /// Turns the per-row graph's predicted class index (the one-element int64 <see cref="ScalarColumns.PredictedVector"/>) into
+    /// <paramref name="outputColumn"/>, a key with <paramref name="keys"/>' values, and drops the temporary columns.
+    /// </summary>
+    internal static IEstimator<ITransformer> PredictedKey(MLContext ml, LabelKeyValues keys, string outputColumn = DefaultColumnNames.PredictedLabel) =>
+        ml.Transforms.CustomMapping<ClassIndexOnnxOutput, ClassIndexScalar>(ScalarColumns.ClassIndex, ScalarColumns.ClassIndexContract)
+            .Append(IndexToKey(ml, keys, outputColumn))
+            .Append(ml.Transforms.DropColumns(ScalarColumns.PredictedVector, ScalarColumns.PredictedIndex));
+
+    /// <summary>
     /// Maps the class index in <see cref="ScalarColumns.PredictedIndex"/> (i) to the key of <paramref name="outputColumn"/>
     /// whose value is the i-th key value.
     /// </summary>

@@ -125,7 +125,8 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     /// <summary>
     /// Writes the model as an ONNX file with a leading batch dimension: input named after the feature column,
     /// outputs <c>Score</c>, and for classifiers <c>PredictedLabel</c> (int64 class index, or Boolean) and
-    /// <c>Probability</c> (binary). It runs in ONNX Runtime anywhere, on any of its execution providers.
+    /// <c>Probability</c> (binary); an embedding model outputs its embedding column instead. It runs in ONNX Runtime anywhere,
+    /// on any of its execution providers.
     /// </summary>
     /// <remarks>
     /// A sequence model reads the flat time-major rows [batch, L·C]. A variable-length one reads rows zero-padded

@@ -1,6 +1,3 @@
-using Microsoft.ML.Hazy.Onnx;
-using static TorchSharp.torch;
-
 namespace Microsoft.ML.Hazy.Training;
 
 /// <summary>
