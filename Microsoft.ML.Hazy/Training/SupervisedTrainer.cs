@@ -69,7 +69,7 @@ internal static class SupervisedTrainer
         if (options.ValidationSet is { } valid)
         {
             validation = new DataViewBatcher(valid, options.FeatureColumnName, labelColumn, head.Label ?? LabelKind.Single, sequence?.Channels ?? 0, dataName: "validation set",
-                columns: valid.Schema.GetColumnOrNull(options.ExampleWeightColumnName ?? "") is null ? null : WeightColumn(options, valid.Schema));
+                columns: options.ExampleWeightColumnName is { } weight && valid.Schema.GetColumnOrNull(weight) is not null ? WeightColumn(options, valid.Schema) : null);
             if (validation.FeatureSize != train.FeatureSize)
                 throw new ArgumentOutOfRangeException(nameof(options),
                     $"Column '{options.FeatureColumnName}' of the validation set has {SizeText(validation.FeatureSize)} values per row; expected {SizeText(train.FeatureSize)} as in the training data.");

@@ -88,6 +88,28 @@ public sealed class ExampleWeightTests
     }
 
     [Test]
+    public void ValidationLossIsWeightedWhenTheValidationSetHasTheColumn()
+    {
+        var ml = new MLContext(1);
+        var train = ml.Data.LoadFromEnumerable(Make(60, 5));
+        var rows = Make(40, 6);
+        var zeroed = rows.Select((r, i) => new Row { Label = r.Label, Weight = i % 4 == 0 ? 0 : 1, Features = r.Features }).ToArray();
+        double?[] History(Row[] validation)
+        {
+            var o = Options(true);
+            o.NumberOfEpochs = 3;
+            o.ValidationSet = ml.Data.LoadFromEnumerable(validation);
+            using var model = ml.Regression.Trainers.HazyMlp(o).Fit(train);
+            return model.TrainingHistory.Select(e => e.ValidationLoss).ToArray();
+        }
+        var weighted = History(zeroed);
+        var kept = History(rows.Where((_, i) => i % 4 != 0).ToArray());
+        var all = History(rows);
+        Assert.That(weighted.Select(v => v!.Value), Is.EqualTo(kept.Select(v => v!.Value)).Within(1e-5));
+        Assert.That(weighted[^1], Is.Not.EqualTo(all[^1]).Within(1e-3), "the zero-weight rows would change the validation loss");
+    }
+
+    [Test]
     public void NegativeWeightIsRejectedNamingTheColumn()
     {
         var ml = new MLContext(1);
