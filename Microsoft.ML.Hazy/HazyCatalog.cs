@@ -1,5 +1,8 @@
 using Microsoft.ML.Hazy;
 using Microsoft.ML.Hazy.Cnn;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Embedding;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Mlp;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Sequence;
@@ -440,5 +443,22 @@ namespace Microsoft.ML.Hazy
                 o.HiddenLayers = hidden;
             return o;
         }
+
+        /// <summary>
+        /// A supervised embedding: an MLP encoder trained through a linear classifier of the key label (dropped at export) that
+        /// outputs an <c>Embedding</c> vector column of <paramref name="embeddingSize"/> values. See <see cref="EmbeddingTrainer"/>.
+        /// </summary>
+        /// <param name="labelColumnName">The key label column (read in training only).</param>
+        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
+        /// <param name="embeddingSize">Values per embedding.</param>
+        /// <param name="normalize">Scale each embedding to unit L2 norm.</param>
+        /// <param name="outputColumnName">The embedding column.</param>
+        public EmbeddingTrainer Embedding(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+            int embeddingSize = 32, bool normalize = true, string outputColumnName = DefaultColumnNames.Embedding) =>
+            new(Environment, new EmbeddingTrainer.Options { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, EmbeddingSize = embeddingSize, Normalize = normalize, OutputColumnName = outputColumnName });
+
+        /// <summary>A supervised embedding with all options; see <see cref="EmbeddingTrainer"/>.</summary>
+        /// <param name="options">The trainer's options.</param>
+        public EmbeddingTrainer Embedding(EmbeddingTrainer.Options options) => new(Environment, options);
     }
 }

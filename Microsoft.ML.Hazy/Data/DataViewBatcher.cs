@@ -15,15 +15,47 @@ internal enum LabelKind
     Boolean,
 }
 
+/// <summary>How a named batch column is read: its type and, for a vector, its shape and padding.</summary>
+internal enum BatchColumnKind
+{
+    /// <summary>A Single, or a Boolean as 0/1: float32 [B].</summary>
+    Scalar,
+    /// <summary>A key: the index (key − 1) as int64 [B]; a missing key (0) is an error.</summary>
+    Key,
+    /// <summary>A vector of Single or Boolean (0/1): float32 [B, D], or [B, L, C] with channels; variable sizes are padded.</summary>
+    Vector,
+}
+
+/// <summary>
+/// A named column a batch carries besides the features and the label: an example weight, a mask, a second input, a group id.
+/// </summary>
+/// <param name="Name">The name the batch gives it (<see cref="TensorBatch.ExampleWeight"/>, "Mask", ...).</param>
+/// <param name="ColumnName">The data view's column.</param>
+/// <param name="Kind">How it is read.</param>
+/// <param name="Channels">For a vector: values per time step, giving [B, L, C]; 0 gives [B, D].</param>
+/// <param name="PaddingValue">For a variable-size vector: the value rows are padded with to the longest of the batch.</param>
+/// <param name="NonNegative">For a scalar: reject negative values (weights).</param>
+internal sealed record BatchColumn(string Name, string ColumnName, BatchColumnKind Kind, int Channels = 0, float PaddingValue = 0f, bool NonNegative = false);
+
 /// <summary>One batch of rows as tensors; disposing it frees the tensors.</summary>
 internal sealed class TensorBatch : IDisposable
 {
-    public TensorBatch(Tensor features, Tensor? labels, Tensor? lengths, int count)
+    /// <summary>The batch column holding each row's example weight (float32 [B], non-negative).</summary>
+    public const string ExampleWeight = "ExampleWeight";
+
+    /// <summary>The suffix of the int64 [B] row lengths (in time steps, or values without channels) of a variable-size named column.</summary>
+    public const string LengthsSuffix = ".Lengths";
+
+    private readonly IReadOnlyDictionary<string, Tensor> _columns;
+    private readonly bool _owns = true;
+
+    public TensorBatch(Tensor features, Tensor? labels, Tensor? lengths, int count, IReadOnlyDictionary<string, Tensor>? columns = null)
     {
         Features = features;
         Labels = labels;
         Lengths = lengths;
         Count = count;
+        _columns = columns ?? new Dictionary<string, Tensor>();
     }
 
     /// <summary>[B, D] for a fixed-size vector; [B, L, C] when channels are set (L = the longest in the batch for variable lengths).</summary>
@@ -36,11 +68,34 @@ internal sealed class TensorBatch : IDisposable
 
     public int Count { get; }
 
+    /// <summary>The named columns (and the lengths of variable-size ones, under their name + <see cref="LengthsSuffix"/>).</summary>
+    public IReadOnlyDictionary<string, Tensor> Columns => _columns;
+
+    private TensorBatch(TensorBatch source, Tensor features)
+        : this(features, source.Labels, source.Lengths, source.Count, source._columns) => _owns = false;
+
+    /// <summary>
+    /// The same rows with other features (a second view, or features that require gradients for an input-gradient
+    /// penalty); it shares this batch's tensors and disposing it frees none of them.
+    /// </summary>
+    public TensorBatch WithFeatures(Tensor features) => new(this, features ?? throw new ArgumentNullException(nameof(features)));
+
+    /// <summary>The named column <paramref name="name"/>, if the batch carries it.</summary>
+    public bool TryGetColumn(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Tensor? column) => _columns.TryGetValue(name, out column);
+
+    /// <summary>The named column <paramref name="name"/>; throws naming the columns the batch has.</summary>
+    public Tensor Column(string name) => _columns.TryGetValue(name, out var column) ? column
+        : throw new KeyNotFoundException($"The batch has no column '{name}'; it has {(_columns.Count == 0 ? "none" : string.Join(", ", _columns.Keys.Select(k => $"'{k}'")))}.");
+
     public void Dispose()
     {
+        if (!_owns)
+            return;
         Features.Dispose();
         Labels?.Dispose();
         Lengths?.Dispose();
+        foreach (var column in _columns.Values)
+            column.Dispose();
     }
 }
 
@@ -58,10 +113,14 @@ internal sealed class DataViewBatcher
     private readonly int _channels;
     private readonly bool _checkFinite;
     private readonly string _where;
+    private readonly (BatchColumn Spec, DataViewSchema.Column Column, int Size)[] _named;
 
-    /// <summary>Reads <paramref name="data"/>; <paramref name="dataName"/> names it in error messages ("validation set"), null for the training data.</summary>
+    /// <summary>
+    /// Reads <paramref name="data"/>; <paramref name="dataName"/> names it in error messages ("validation set"), null for the
+    /// training data. <paramref name="columns"/> are further named columns every batch carries.
+    /// </summary>
     public DataViewBatcher(IDataView data, string featureColumn, string? labelColumn, LabelKind labelKind,
-        int channels = 0, bool checkFinite = true, string? dataName = null)
+        int channels = 0, bool checkFinite = true, string? dataName = null, IReadOnlyList<BatchColumn>? columns = null)
     {
         _data = data ?? throw new ArgumentNullException(nameof(data));
         _features = SchemaChecks.FloatVectorColumn(data.Schema, featureColumn, requireKnownSize: channels == 0);
@@ -77,7 +136,38 @@ internal sealed class DataViewBatcher
         }
         _checkFinite = checkFinite;
         _where = dataName is null ? "" : $" of the {dataName}";
+        _named = (columns ?? Array.Empty<BatchColumn>()).Select(c => NamedColumn(data.Schema, c)).ToArray();
+        var duplicate = _named.GroupBy(c => c.Spec.Name).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate != null)
+            throw new ArgumentException($"Two batch columns are named '{duplicate.Key}'.", nameof(columns));
     }
+
+    private (BatchColumn, DataViewSchema.Column, int) NamedColumn(DataViewSchema schema, BatchColumn spec)
+    {
+        var column = schema.GetColumnOrNull(spec.ColumnName)
+            ?? throw new ArgumentOutOfRangeException(nameof(schema), $"Column '{spec.ColumnName}'{_where} not found; expected {Expected(spec)}.");
+        var type = column.Type;
+        bool ok = spec.Kind switch
+        {
+            BatchColumnKind.Scalar => type == NumberDataViewType.Single || type == BooleanDataViewType.Instance,
+            BatchColumnKind.Key => type is KeyDataViewType,
+            _ => type is VectorDataViewType v && (v.ItemType == NumberDataViewType.Single || v.ItemType == BooleanDataViewType.Instance),
+        };
+        if (!ok)
+            throw new ArgumentOutOfRangeException(nameof(schema), $"Column '{spec.ColumnName}'{_where} has type {type}; expected {Expected(spec)}.");
+        int size = type is VectorDataViewType vector ? vector.Size : 1;
+        if (spec.Kind == BatchColumnKind.Vector && spec.Channels > 0 && size > 0 && size % spec.Channels != 0)
+            throw new ArgumentOutOfRangeException(nameof(schema),
+                $"Column '{spec.ColumnName}'{_where} has {size} values per row, which is not a whole number of time steps of {spec.Channels} channels.");
+        return (spec, column, size);
+    }
+
+    private static string Expected(BatchColumn spec) => spec.Kind switch
+    {
+        BatchColumnKind.Scalar => "Single or Boolean",
+        BatchColumnKind.Key => "a key type",
+        _ => "a vector of Single or Boolean",
+    };
 
     /// <summary>Values per row; 0 for a variable-size column.</summary>
     public int FeatureSize { get; }
@@ -145,37 +235,42 @@ internal sealed class DataViewBatcher
         int capacity = Math.Min(batchSize, ShufflePoolSize);
         var features = new List<float[]>(capacity);
         var labels = new List<float>(capacity);
-        foreach (var (x, y) in rows)
+        var named = new List<double[][]>(capacity);
+        foreach (var (x, y, extra) in rows)
         {
             features.Add(x);
             labels.Add(y);
+            named.Add(extra);
             if (features.Count == batchSize)
             {
-                yield return MakeBatch(features, labels, device);
+                yield return MakeBatch(features, labels, named, device);
                 features.Clear();
                 labels.Clear();
+                named.Clear();
             }
         }
         if (features.Count > 0)
-            yield return MakeBatch(features, labels, device);
+            yield return MakeBatch(features, labels, named, device);
     }
 
     /// <summary>
     /// The rows with their checks. A random-order cursor's position is not the row's index, so a check that
     /// fails there is reported again by a pass in cursor order, which names the first bad row by its index.
     /// </summary>
-    private IEnumerable<(float[] Features, float Label)> ReadRows(Random? rand)
+    private IEnumerable<(float[] Features, float Label, double[][] Named)> ReadRows(Random? rand)
     {
-        var columns = _label is { } l ? new[] { _features, l } : new[] { _features };
+        var columns = (_label is { } l ? new[] { _features, l } : new[] { _features }).Concat(_named.Select(c => c.Column)).Distinct().ToArray();
         using var cursor = _data.GetRowCursor(columns, rand);
         var featureGetter = cursor.GetGetter<VBuffer<float>>(_features);
         var labelReader = _label is { } lab ? MakeLabelReader(cursor, lab) : null;
+        var namedReaders = _named.Select(c => MakeNamedReader(cursor, c.Spec, c.Column)).ToArray();
         var buffer = default(VBuffer<float>);
         long row = 0;
         while (cursor.MoveNext())
         {
             float[] values;
             float label;
+            double[][] named;
             try
             {
                 featureGetter(ref buffer);
@@ -189,6 +284,9 @@ internal sealed class DataViewBatcher
                 if (FeatureSize == 0 && _channels > 0 && values.Length == 0)
                     throw EmptySequence(row);
                 label = labelReader?.Invoke(row) ?? 0f;
+                named = new double[namedReaders.Length][];
+                for (int c = 0; c < namedReaders.Length; c++)
+                    named[c] = namedReaders[c](row);
             }
             catch (InvalidOperationException) when (rand != null)
             {
@@ -197,7 +295,7 @@ internal sealed class DataViewBatcher
                 }
                 throw;
             }
-            yield return (values, label);
+            yield return (values, label, named);
             row++;
         }
     }
@@ -265,6 +363,71 @@ internal sealed class DataViewBatcher
         }
     }
 
+    /// <summary>Reads one named column of the current row: one value for a scalar or key, the row's values for a vector.</summary>
+    private Func<long, double[]> MakeNamedReader(DataViewRowCursor cursor, BatchColumn spec, DataViewSchema.Column column)
+    {
+        string At(long row) => FormattableString.Invariant($"Column '{column.Name}' row {row}{_where}");
+        if (spec.Kind == BatchColumnKind.Key)
+        {
+            var getter = cursor.GetGetter<uint>(column);
+            uint v = 0;
+            return row =>
+            {
+                getter(ref v);
+                if (v == 0)
+                    throw new InvalidOperationException(At(row) + " has a missing key value (0).");
+                return new double[] { v - 1 };
+            };
+        }
+        if (spec.Kind == BatchColumnKind.Scalar)
+        {
+            Func<double> read;
+            if (column.Type == BooleanDataViewType.Instance)
+            {
+                var getter = cursor.GetGetter<bool>(column);
+                bool b = false;
+                read = () => { getter(ref b); return b ? 1 : 0; };
+            }
+            else
+            {
+                var getter = cursor.GetGetter<float>(column);
+                float f = 0;
+                read = () => { getter(ref f); return f; };
+            }
+            return row =>
+            {
+                double v = read();
+                if (!double.IsFinite(v) || (spec.NonNegative && v < 0))
+                    throw new InvalidOperationException(At(row) +
+                        $" is {v}; expected a finite{(spec.NonNegative ? ", non-negative" : "")} value.");
+                return new double[] { v };
+            };
+        }
+        Func<double[]> readVector;
+        if (((VectorDataViewType)column.Type).ItemType == BooleanDataViewType.Instance)
+        {
+            var getter = cursor.GetGetter<VBuffer<bool>>(column);
+            var buffer = default(VBuffer<bool>);
+            readVector = () => { getter(ref buffer); return buffer.DenseValues().Select(b => b ? 1.0 : 0.0).ToArray(); };
+        }
+        else
+        {
+            var getter = cursor.GetGetter<VBuffer<float>>(column);
+            var buffer = default(VBuffer<float>);
+            readVector = () => { getter(ref buffer); return buffer.DenseValues().Select(f => (double)f).ToArray(); };
+        }
+        return row =>
+        {
+            var values = readVector();
+            if (spec.Channels > 0 && values.Length % spec.Channels != 0)
+                throw new InvalidOperationException(At(row) +
+                    $" has {values.Length} values, which is not a whole number of time steps of {spec.Channels} channels.");
+            if (_checkFinite && values.Any(v => !double.IsFinite(v)))
+                throw new InvalidOperationException(At(row) + " has a value that is not finite.");
+            return values;
+        };
+    }
+
     // A row without steps has nothing to pool: its masked mean would be 0/0 and turn the batch's loss into NaN.
     private InvalidOperationException EmptySequence(long row) =>
         new($"Column '{_features.Name}' row {row}{_where} has no time steps (0 values); every sequence row needs at least one step of {_channels} value(s).");
@@ -279,7 +442,7 @@ internal sealed class DataViewBatcher
         }
     }
 
-    private TensorBatch MakeBatch(List<float[]> rows, List<float> labels, Device device)
+    private TensorBatch MakeBatch(List<float[]> rows, List<float> labels, List<double[][]> named, Device device)
     {
         int b = rows.Count;
         Tensor features;
@@ -312,6 +475,45 @@ internal sealed class DataViewBatcher
                 ? tensor(labels.Select(v => (long)v).ToArray(), device: device)
                 : tensor(labels.ToArray(), device: device);
         }
-        return new TensorBatch(features, labelTensor, lengths, b);
+        Dictionary<string, Tensor>? columns = null;
+        if (_named.Length > 0)
+        {
+            columns = new Dictionary<string, Tensor>();
+            for (int c = 0; c < _named.Length; c++)
+                AddNamed(columns, _named[c].Spec, _named[c].Size, named.Select(r => r[c]).ToList(), device);
+        }
+        return new TensorBatch(features, labelTensor, lengths, b, columns);
+    }
+
+    /// <summary>[B] for a scalar or key; [B, D] or [B, L, C] for a vector, variable sizes padded to the batch's longest with their lengths beside.</summary>
+    private static void AddNamed(Dictionary<string, Tensor> columns, BatchColumn spec, int size, List<double[]> rows, Device device)
+    {
+        int b = rows.Count;
+        if (spec.Kind == BatchColumnKind.Key)
+        {
+            columns[spec.Name] = tensor(rows.Select(r => (long)r[0]).ToArray(), device: device);
+            return;
+        }
+        if (spec.Kind == BatchColumnKind.Scalar)
+        {
+            columns[spec.Name] = tensor(rows.Select(r => (float)r[0]).ToArray(), device: device);
+            return;
+        }
+        int width = rows.Max(r => r.Length);
+        var flat = new float[b * width];
+        if (spec.PaddingValue != 0f)
+            Array.Fill(flat, spec.PaddingValue);
+        for (int i = 0; i < b; i++)
+        {
+            for (int j = 0; j < rows[i].Length; j++)
+                flat[i * width + j] = (float)rows[i][j];
+        }
+        long[] shape = spec.Channels > 0 ? new long[] { b, width / spec.Channels, spec.Channels } : new long[] { b, width };
+        columns[spec.Name] = tensor(flat, shape, device: device);
+        if (size == 0)
+        {
+            int per = Math.Max(1, spec.Channels);
+            columns[spec.Name + TensorBatch.LengthsSuffix] = tensor(rows.Select(r => (long)(r.Length / per)).ToArray(), device: device);
+        }
     }
 }

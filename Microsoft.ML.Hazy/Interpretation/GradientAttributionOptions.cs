@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Training;
 
 namespace Microsoft.ML.Hazy.Interpretation;

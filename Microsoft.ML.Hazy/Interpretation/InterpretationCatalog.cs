@@ -1,5 +1,7 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Interpretation;
+using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
 using static TorchSharp.torch;
 

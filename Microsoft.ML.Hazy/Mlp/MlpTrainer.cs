@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
 

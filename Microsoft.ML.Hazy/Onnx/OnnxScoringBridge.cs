@@ -1,85 +1,28 @@
 using System.Reflection;
 using Microsoft.ML.Data;
-using Microsoft.ML.Hazy.Training;
+using Microsoft.ML.Hazy.Data;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Hazy.Onnx;
 
-/// <summary>The prediction tasks Hazy trainers solve; it fixes the output columns.</summary>
-public enum PredictionKind
+/// <summary>
+/// What a task adds to the exported graph and to the ML.NET chain after the <c>OnnxTransformer</c>: the output heads
+/// implement it, so the bridge knows no task.
+/// </summary>
+internal interface IScoringOutputs
 {
-    /// <summary>Outputs <c>Score</c> (Single).</summary>
-    Regression,
-    /// <summary>Outputs <c>Score</c> (the logit), <c>Probability</c> and <c>PredictedLabel</c> (Boolean).</summary>
-    BinaryClassification,
-    /// <summary>Outputs <c>Score</c> (class probabilities) and <c>PredictedLabel</c> (key with the label's values).</summary>
-    MulticlassClassification,
-}
+    /// <summary>A short lower-case name for the graph ("multiclass", "embedding").</summary>
+    string GraphName { get; }
 
-/// <summary>The key values of a training label, kept so predicted keys map back to the original names.</summary>
-internal sealed class LabelKeyValues
-{
-    private LabelKeyValues(int count, Type? valueType, Array? values)
-    {
-        Count = count;
-        ValueType = valueType;
-        Values = values;
-    }
+    /// <summary>Adds the graph outputs computed from the network's output <paramref name="y"/> ([1, W] per row, [B, W] batched).</summary>
+    /// <remarks>Per row, the outputs are the names in <see cref="RowOutputs"/>; batched, they are named after the model's columns.</remarks>
+    void AddOutputs(OnnxGraphBuilder g, string y, bool batched);
 
-    /// <summary>Number of classes (the key's cardinality).</summary>
-    public int Count { get; }
+    /// <summary>The per-row graph's outputs that the <c>OnnxTransformer</c> turns into columns.</summary>
+    string[] RowOutputs { get; }
 
-    /// <summary>.NET type of the values (string for text), null when the key has no values.</summary>
-    public Type? ValueType { get; }
-
-    /// <summary>The values in key order, or null.</summary>
-    public Array? Values { get; }
-
-    public static LabelKeyValues FromColumn(DataViewSchema.Column label)
-    {
-        var key = (KeyDataViewType)label.Type;
-        if (key.Count == 0 || key.Count > int.MaxValue)
-            throw new ArgumentOutOfRangeException(nameof(label), $"Column '{label.Name}' is a key of unknown or unbounded cardinality; expected a key with a known number of classes.");
-        int count = (int)key.Count;
-        var annotation = label.Annotations.Schema.GetColumnOrNull("KeyValues");
-        if (annotation?.Type is not VectorDataViewType vector)
-            return new LabelKeyValues(count, null, null);
-        var raw = vector.ItemType.RawType;
-        var method = typeof(LabelKeyValues).GetMethod(nameof(Read), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(raw);
-        var values = (Array)method.Invoke(null, new object[] { label })!;
-        if (raw == typeof(ReadOnlyMemory<char>))
-            values = values.Cast<ReadOnlyMemory<char>>().Select(v => v.ToString()).ToArray();
-        return new LabelKeyValues(count, values.GetType().GetElementType(), values);
-    }
-
-    /// <summary>A key of <paramref name="count"/> classes without values.</summary>
-    public static LabelKeyValues FromCount(int count) => new(count, null, null);
-
-    /// <summary>Key values given in key order (a key of <paramref name="values"/>.Length classes).</summary>
-    public static LabelKeyValues FromValues<T>(T[] values) => new(values.Length, typeof(T), values);
-
-    /// <summary>Two stand-in values of <paramref name="valueType"/>, for computing an output schema before training.</summary>
-    public static LabelKeyValues Placeholder(Type? valueType)
-    {
-        if (valueType is null)
-            return new LabelKeyValues(2, null, null);
-        var values = Array.CreateInstance(valueType, 2);
-        values.SetValue(valueType == typeof(string) ? "0" : Convert.ChangeType(0, valueType, System.Globalization.CultureInfo.InvariantCulture), 0);
-        values.SetValue(valueType == typeof(string) ? "1" : Convert.ChangeType(1, valueType, System.Globalization.CultureInfo.InvariantCulture), 1);
-        return new LabelKeyValues(2, valueType, values);
-    }
-
-    /// <summary>Display names, for reports.</summary>
-    public string[] Names() =>
-        Values is null ? Enumerable.Range(1, Count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray()
-                       : Values.Cast<object>().Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "").ToArray();
-
-    private static T[] Read<T>(DataViewSchema.Column label)
-    {
-        var buffer = default(VBuffer<T>);
-        label.Annotations.GetValue("KeyValues", ref buffer);
-        return buffer.DenseValues().ToArray();
-    }
+    /// <summary>Appends the built-in transforms that turn the <see cref="RowOutputs"/> columns into the model's columns.</summary>
+    IEstimator<ITransformer> AppendColumns(MLContext ml, IEstimator<ITransformer> onnx);
 }
 
 /// <summary>
@@ -89,9 +32,9 @@ internal sealed class LabelKeyValues
 internal static class OnnxScoringBridge
 {
     /// <summary>
-    /// The prediction graph (<paramref name="classes"/> is the width of a multiclass score; ignored otherwise). The per-row graph (what ML.NET's <c>OnnxTransformer</c> runs) takes one row of
-    /// <paramref name="rowShape"/>; the batched graph, for ONNX Runtime and serving engines, takes a leading
-    /// batch dimension and names its outputs Score, Probability and PredictedLabel.
+    /// The prediction graph: the network, then the outputs of <paramref name="outputs"/> (the task's head). The per-row graph
+    /// (what ML.NET's <c>OnnxTransformer</c> runs) takes one row of <paramref name="rowShape"/>; the batched graph, for ONNX
+    /// Runtime and serving engines, takes a leading batch dimension and names its outputs after the model's columns.
     /// </summary>
     /// <remarks>
     /// With a <paramref name="sequence"/> layout the network must be an <see cref="ISequenceNetwork"/> and the
@@ -99,10 +42,10 @@ internal static class OnnxScoringBridge
     /// graph reads the padded values and their count (<see cref="SequencePadding"/>); the batched one reads
     /// [batch, T·C] zero-padded rows and <see cref="SequenceStepsInput"/>, the int64 time steps of each row.
     /// </remarks>
-    public static byte[] BuildGraph(nn.Module network, string inputName, long[] rowShape, PredictionKind kind, int classes, bool batched,
+    public static byte[] BuildGraph(nn.Module network, string inputName, long[] rowShape, IScoringOutputs outputs, bool batched,
         SequenceLayout? sequence = null)
     {
-        var g = new OnnxGraphBuilder("hazy_" + kind.ToString().ToLowerInvariant());
+        var g = new OnnxGraphBuilder("hazy_" + outputs.GraphName);
         string x, y;
         if (sequence is not null)
         {
@@ -117,26 +60,8 @@ internal static class OnnxScoringBridge
                 x = g.Node("Unsqueeze", new[] { g.AddInput(inputName, OnnxElementType.Float, rowShape.Select(d => (long?)d).ToArray()), g.Int64s(0) });
             y = OnnxModuleExporter.Export(g, network, x);
         }
-        string Row(string v) => batched ? v : g.Node("Squeeze", new[] { v, g.Int64s(0) });
-        long?[] Dims(long? width) => batched ? new long?[] { null, width } : new long?[] { width };
-
-        switch (kind)
-        {
-            case PredictionKind.Regression:
-                g.AddOutput(Row(y), batched ? DefaultColumnNames.Score : ScalarColumns.ScoreVector, OnnxElementType.Float, Dims(1));
-                break;
-            case PredictionKind.BinaryClassification:
-                g.AddOutput(Row(y), batched ? DefaultColumnNames.Score : ScalarColumns.ScoreVector, OnnxElementType.Float, Dims(1));
-                g.AddOutput(Row(g.Node("Sigmoid", new[] { y })), batched ? DefaultColumnNames.Probability : ScalarColumns.ProbabilityVector, OnnxElementType.Float, Dims(1));
-                g.AddOutput(Row(g.Node("Greater", new[] { y, g.Scalar(0f) })), batched ? DefaultColumnNames.PredictedLabel : ScalarColumns.PredictedVector, OnnxElementType.Bool, Dims(1));
-                break;
-            default:
-                g.AddOutput(Row(g.Node("Softmax", new[] { y }, OnnxAttribute.Int("axis", 1))), DefaultColumnNames.Score, OnnxElementType.Float, Dims(classes));
-                g.AddOutput(Row(g.Node("ArgMax", new[] { y }, OnnxAttribute.Int("axis", 1), OnnxAttribute.Int("keepdims", 1))),
-                    batched ? DefaultColumnNames.PredictedLabel : ScalarColumns.PredictedVector, OnnxElementType.Int64, Dims(1));
-                break;
-        }
-        return g.ToBytes($"Exported by Microsoft.ML.Hazy: {kind}, input '{inputName}' of shape [{string.Join(", ", rowShape)}].");
+        outputs.AddOutputs(g, y, batched);
+        return g.ToBytes($"Exported by Microsoft.ML.Hazy: {outputs.GraphName}, input '{inputName}' of shape [{string.Join(", ", rowShape)}].");
     }
 
     /// <summary>The batched graph's input holding each row's number of time steps, for variable-length sequence models.</summary>
@@ -171,19 +96,13 @@ internal static class OnnxScoringBridge
     }
 
     /// <summary>The built-in ML.NET estimators that serve the per-row graph.</summary>
-    public static IEstimator<ITransformer> CreateScoringEstimator(byte[] rowGraph, string inputName, PredictionKind kind,
-        LabelKeyValues? labelKeys, int? gpuDeviceId, bool fallbackToCpu, SequenceLayout? sequence = null)
+    public static IEstimator<ITransformer> CreateScoringEstimator(byte[] rowGraph, string inputName, IScoringOutputs outputs,
+        int? gpuDeviceId, bool fallbackToCpu, SequenceLayout? sequence = null)
     {
         var ml = new MLContext();
-        string[] outputs = kind switch
-        {
-            PredictionKind.Regression => new[] { ScalarColumns.ScoreVector },
-            PredictionKind.BinaryClassification => new[] { ScalarColumns.ScoreVector, ScalarColumns.ProbabilityVector, ScalarColumns.PredictedVector },
-            _ => new[] { DefaultColumnNames.Score, ScalarColumns.PredictedVector },
-        };
         bool padded = sequence is { IsVariableLength: true };
         string[] inputs = padded ? new[] { SequencePadding.PaddedColumn, SequencePadding.CountColumn } : new[] { inputName };
-        IEstimator<ITransformer> onnx = ml.Transforms.ApplyOnnxModel(outputs, inputs, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
+        IEstimator<ITransformer> onnx = ml.Transforms.ApplyOnnxModel(outputs.RowOutputs, inputs, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
         if (padded)
         {
             onnx = ml.Transforms.CopyColumns(SequencePadding.InputColumn, inputName)
@@ -191,22 +110,17 @@ internal static class OnnxScoringBridge
                 .Append(onnx)
                 .Append(ml.Transforms.DropColumns(SequencePadding.InputColumn, SequencePadding.PaddedColumn, SequencePadding.CountColumn));
         }
-        switch (kind)
-        {
-            case PredictionKind.Regression:
-                return onnx.Append(ml.Transforms.CustomMapping<RegressionOnnxOutput, RegressionScalars>(ScalarColumns.Regression, ScalarColumns.RegressionContract))
-                    .Append(ml.Transforms.DropColumns(ScalarColumns.ScoreVector));
-            case PredictionKind.BinaryClassification:
-                return onnx.Append(ml.Transforms.CustomMapping<BinaryOnnxOutput, BinaryScalars>(ScalarColumns.Binary, ScalarColumns.BinaryContract))
-                    .Append(ml.Transforms.DropColumns(ScalarColumns.ScoreVector, ScalarColumns.ProbabilityVector, ScalarColumns.PredictedVector));
-            default:
-                if (labelKeys is null)
-                    throw new ArgumentNullException(nameof(labelKeys));
-                return onnx.Append(ml.Transforms.CustomMapping<ClassIndexOnnxOutput, ClassIndexScalar>(ScalarColumns.ClassIndex, ScalarColumns.ClassIndexContract))
-                    .Append(IndexToKey(ml, labelKeys))
-                    .Append(ml.Transforms.DropColumns(ScalarColumns.PredictedVector, ScalarColumns.PredictedIndex));
-        }
+        return outputs.AppendColumns(ml, onnx);
     }
+
+    /// <summary>
+    /// Turns the per-row graph's predicted class index (the one-element int64 <see cref="ScalarColumns.PredictedVector"/>) into
+    /// <paramref name="outputColumn"/>, a key with <paramref name="keys"/>' values, and drops the temporary columns.
+    /// </summary>
+    internal static IEstimator<ITransformer> PredictedKey(MLContext ml, LabelKeyValues keys, string outputColumn = DefaultColumnNames.PredictedLabel) =>
+        ml.Transforms.CustomMapping<ClassIndexOnnxOutput, ClassIndexScalar>(ScalarColumns.ClassIndex, ScalarColumns.ClassIndexContract)
+            .Append(IndexToKey(ml, keys, outputColumn))
+            .Append(ml.Transforms.DropColumns(ScalarColumns.PredictedVector, ScalarColumns.PredictedIndex));
 
     /// <summary>
     /// Maps the class index in <see cref="ScalarColumns.PredictedIndex"/> (i) to the key of <paramref name="outputColumn"/>

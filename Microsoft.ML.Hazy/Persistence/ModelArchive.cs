@@ -1,3 +1,5 @@
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
 using System.Globalization;
 using System.IO.Compression;
 using System.Text.Json;
@@ -153,6 +155,7 @@ internal static class ModelArchive
             Seed = model.Seed,
             Sequence = model.Sequence is { } s ? new SequenceRecord(s.Channels, s.Length, s.PaddedValues) : null,
             Labels = model.Labels is { } l ? LabelsRecord.From(l) : null,
+            Embedding = model.Head is EmbeddingHead e ? new EmbeddingRecord(e.Size, e.Normalize, e.ColumnName) : null,
             History = model.TrainingHistory.ToArray(),
             NetworkKind = recipe.Kind,
             Network = JsonNode.Parse(recipe.Arguments)!,
@@ -206,6 +209,7 @@ internal static class ModelArchive
         public int Seed { get; set; }
         public SequenceRecord? Sequence { get; set; }
         public LabelsRecord? Labels { get; set; }
+        public EmbeddingRecord? Embedding { get; set; }
         public TrainingEpoch[]? History { get; set; }
         public string? NetworkKind { get; set; }
         public JsonNode? Network { get; set; }
@@ -214,10 +218,13 @@ internal static class ModelArchive
         {
             var recipe = new NetworkRecipe(NetworkKind!, Network!.ToJsonString());
             var layout = Sequence is { } s ? new SequenceLayout(s.Channels, s.Length, s.PaddedValues) : null;
-            return new HazyPredictionTransformer(scoringChain, () => NetworkRegistry.Restore(recipe, weights, source), Kind, FeatureColumnName!, RowShape!,
-                Labels?.ToKeyValues(source), History ?? [], Seed, layout);
+            var head = Embedding is { } e ? new EmbeddingHead(e.Size, e.Normalize, e.ColumnName) : OutputHead.For(Kind, Labels?.ToKeyValues(source));
+            return new HazyPredictionTransformer(scoringChain, () => NetworkRegistry.Restore(recipe, weights, source), head, FeatureColumnName!, RowShape!,
+                History ?? [], Seed, layout);
         }
     }
+
+    private sealed record EmbeddingRecord(int Size, bool Normalize, string ColumnName);
 
     private sealed record SequenceRecord(int Channels, int Length, int PaddedValues);
 
@@ -237,7 +244,7 @@ internal static class ModelArchive
         public LabelKeyValues ToKeyValues(string source)
         {
             if (ValueType is null || Values is null)
-                return LabelKeyValues.FromCount(Count);
+                return LabelKeyValues.Unnamed(Count);
             var type = _labelValueTypes.FirstOrDefault(t => t.FullName == ValueType)
                 ?? throw new InvalidDataException($"{source}: label values of type '{ValueType}' are not supported.");
             var values = Array.CreateInstance(type, Values.Length);

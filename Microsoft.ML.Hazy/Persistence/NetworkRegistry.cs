@@ -1,3 +1,6 @@
+using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Cnn;
 using Microsoft.ML.Hazy.Mlp;
 using Microsoft.ML.Hazy.Sequence;

@@ -1,4 +1,4 @@
-using Microsoft.ML.Hazy.Onnx;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Training;
 using static TorchSharp.torch;
 
@@ -19,7 +19,7 @@ namespace Microsoft.ML.Hazy.Sequence;
 public sealed class SequenceStreamingPredictor : IDisposable
 {
     private readonly SequenceNetwork _network;
-    private readonly PredictionKind _kind;
+    private readonly OutputHead _head;
     private SequenceStreamState _state;
     private float[]? _lastScore;
 
@@ -32,7 +32,7 @@ public sealed class SequenceStreamingPredictor : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         _network = model.Network as SequenceNetwork
             ?? throw new ArgumentException($"Streaming needs a model trained by {nameof(SequenceTrainer)}; this one has a {model.Network.GetType().Name}.", nameof(model));
-        _kind = model.Kind;
+        _head = model.Head;
         _network.eval();
         _state = _network.CreateStreamState(1);
     }
@@ -98,7 +98,7 @@ public sealed class SequenceStreamingPredictor : IDisposable
 
     private float[] Score(Tensor output)
     {
-        var score = _kind == PredictionKind.MulticlassClassification ? nn.functional.softmax(output, 1) : output;
+        var score = _head.Score(output);
         return score.cpu().to(ScalarType.Float32).data<float>().ToArray();
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Sequence.S4D;

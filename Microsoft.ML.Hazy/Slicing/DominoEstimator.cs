@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
 using Microsoft.ML.Runtime;

@@ -213,13 +213,10 @@ public sealed class DominoTransformer : ITransformer, ICanSaveModel
         }
         var onnx = ml.Transforms.ApplyOnnxModel(new[] { o.SliceProbabilitiesColumnName, ScalarColumns.PredictedVector }, inputs.ToArray(),
             new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
-        temporary.Add(ScalarColumns.PredictedVector);
-        temporary.Add(ScalarColumns.PredictedIndex);
         var keys = LabelKeyValues.FromValues(Enumerable.Range(0, slices).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray());
-        var tail = onnx
-            .Append(ml.Transforms.CustomMapping<ClassIndexOnnxOutput, ClassIndexScalar>(ScalarColumns.ClassIndex, ScalarColumns.ClassIndexContract))
-            .Append(OnnxScoringBridge.IndexToKey(ml, keys, o.SliceColumnName))
-            .Append(ml.Transforms.DropColumns(temporary.ToArray()));
+        IEstimator<ITransformer> tail = onnx.Append(OnnxScoringBridge.PredictedKey(ml, keys, o.SliceColumnName));
+        if (temporary.Count > 0)
+            tail = tail.Append(ml.Transforms.DropColumns(temporary.ToArray()));
         return chain is null ? tail : chain.Append(tail);
     }
 

@@ -1,4 +1,5 @@
 using Microsoft.ML.Hazy;
+using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Slicing;
 using Microsoft.ML.Hazy.Training;
 

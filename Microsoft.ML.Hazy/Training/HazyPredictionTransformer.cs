@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Onnx;
 using static TorchSharp.torch;
 
@@ -26,11 +27,11 @@ public sealed record TrainingEpoch(int Epoch, double TrainLoss, double? Validati
 /// | `Score` | Single, or a vector of Single (class probabilities) | all tasks |
 /// | `Probability` | Single | binary classification |
 /// | `PredictedLabel` | Boolean, or a key with the training label's values | classification |
+/// | `Embedding` (or the trainer's output column) | known-size vector of Single, unit L2 norm when normalised | embedding models, instead of the columns above |
 /// ]]></format>
 /// </remarks>
 public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDisposable
 {
-    private readonly LabelKeyValues? _labels;
     private readonly object _networkLock = new();
     private nn.Module<Tensor, Tensor>? _network;
     private Func<nn.Module<Tensor, Tensor>>? _loadNetwork;
@@ -39,14 +40,20 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, nn.Module<Tensor, Tensor> network,
         PredictionKind kind, string featureColumnName, long[] rowShape, LabelKeyValues? labels, IReadOnlyList<TrainingEpoch> history, int seed,
         SequenceLayout? sequence = null)
+        : this(scoringChain, network, OutputHead.For(kind, labels), featureColumnName, rowShape, history, seed, sequence)
+    {
+    }
+
+    internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, nn.Module<Tensor, Tensor> network,
+        OutputHead head, string featureColumnName, long[] rowShape, IReadOnlyList<TrainingEpoch> history, int seed,
+        SequenceLayout? sequence = null)
     {
         Sequence = sequence;
         ScoringChain = scoringChain;
         _network = network;
-        Kind = kind;
+        Head = head;
         FeatureColumnName = featureColumnName;
         RowShape = rowShape;
-        _labels = labels;
         TrainingHistory = history;
         Seed = seed;
     }
@@ -56,12 +63,15 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     /// <see cref="Network"/> is read, so scoring, which goes to <paramref name="scoringChain"/>, never touches TorchSharp.
     /// </summary>
     internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, Func<nn.Module<Tensor, Tensor>> loadNetwork,
-        PredictionKind kind, string featureColumnName, long[] rowShape, LabelKeyValues? labels, IReadOnlyList<TrainingEpoch> history, int seed,
+        OutputHead head, string featureColumnName, long[] rowShape, IReadOnlyList<TrainingEpoch> history, int seed,
         SequenceLayout? sequence = null)
-        : this(scoringChain, network: null!, kind, featureColumnName, rowShape, labels, history, seed, sequence) => _loadNetwork = loadNetwork;
+        : this(scoringChain, network: null!, head, featureColumnName, rowShape, history, seed, sequence) => _loadNetwork = loadNetwork;
+
+    /// <summary>The task's output head: its columns, its ONNX outputs and how the network's output becomes the score.</summary>
+    internal OutputHead Head { get; }
 
     /// <summary>The task, which fixes the output columns.</summary>
-    public PredictionKind Kind { get; }
+    public PredictionKind Kind => Head.Kind;
 
     /// <summary>The feature column the model reads.</summary>
     public string FeatureColumnName { get; }
@@ -101,7 +111,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     }
 
     /// <summary>The key values of the label (multiclass), in class-index order; null for other tasks.</summary>
-    internal LabelKeyValues? Labels => _labels;
+    internal LabelKeyValues? Labels => Head.LabelKeys;
 
     /// <summary>The standard ML.NET chain that scores and is saved.</summary>
     public TransformerChain<ITransformer> ScoringChain { get; }
@@ -113,7 +123,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     public int Seed { get; }
 
     /// <summary>Class names in class-index order (multiclass), so index i of <c>Score</c> is <c>ClassNames[i]</c>.</summary>
-    public IReadOnlyList<string> ClassNames => _labels?.Names() ?? Array.Empty<string>();
+    public IReadOnlyList<string> ClassNames => Head.LabelKeys?.Names() ?? Array.Empty<string>();
 
     /// <inheritdoc/>
     public bool IsRowToRowMapper => ((ITransformer)ScoringChain).IsRowToRowMapper;
@@ -152,7 +162,8 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     /// <summary>
     /// Writes the model as an ONNX file with a leading batch dimension: input named after the feature column,
     /// outputs <c>Score</c>, and for classifiers <c>PredictedLabel</c> (int64 class index, or Boolean) and
-    /// <c>Probability</c> (binary). It runs in ONNX Runtime anywhere, on any of its execution providers.
+    /// <c>Probability</c> (binary); an embedding model outputs its embedding column instead. It runs in ONNX Runtime anywhere,
+    /// on any of its execution providers.
     /// </summary>
     /// <remarks>
     /// A sequence model reads the flat time-major rows [batch, L·C]. A variable-length one reads rows zero-padded
@@ -184,10 +195,10 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         using (no_grad())
-            return OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Kind, _labels?.Count ?? 1, batched: true, Sequence);
+            return OnnxScoringBridge.BuildGraph(Network, FeatureColumnName, RowShape.ToArray(), Head, batched: true, Sequence);
     }
 
-    /// <summary>Scores rows with the TorchSharp network in batches: the model's <c>Score</c> for each row.</summary>
+    /// <summary>Scores rows with the TorchSharp network in batches: the model's <c>Score</c> (or embedding) for each row.</summary>
     internal float[][] ScoreWithTorch(IDataView data, int batchSize = 256)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -203,7 +214,7 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
                 using var scope = NewDisposeScope();
                 using var _ = batch;
                 var output = forward(batch);
-                var score = Kind == PredictionKind.MulticlassClassification ? nn.functional.softmax(output, 1) : output;
+                var score = Head.Score(output);
                 var cpu = score.cpu().to(ScalarType.Float32);
                 int width = (int)cpu.shape[1];
                 var flat = cpu.data<float>().ToArray();

@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Data;
 namespace Microsoft.ML.Hazy.Training;
 
 /// <summary>The optimizers Hazy trainers offer.</summary>
@@ -83,6 +84,13 @@ public abstract class HazyTrainerOptions
     /// <summary>The feature column: a known-size vector of <see cref="float"/>.</summary>
     public string FeatureColumnName = DefaultColumnNames.Features;
 
+    /// <summary>
+    /// The example-weight column (Single or Boolean, finite and non-negative), or null to weigh every row alike. The loss is
+    /// the weighted mean Σ wᵢ·lᵢ / Σ wᵢ over each batch, so a weight of 0 leaves a row out and a weight of 2 counts it twice;
+    /// the validation loss is weighted too when the validation set has the column. Validation metrics are not weighted.
+    /// </summary>
+    public string? ExampleWeightColumnName { get; set; }
+
     /// <summary>Passes over the training data.</summary>
     public int NumberOfEpochs = 10;
 
@@ -127,19 +135,4 @@ public abstract class HazyTrainerOptions
 
     /// <summary>Sees every optimizer step (tests use it to follow the schedule and the loss across a network switch).</summary>
     internal Action<TrainingStep>? StepObserver;
-}
-
-/// <summary>ML.NET's default column names (ML.NET keeps its own constants internal).</summary>
-public static class DefaultColumnNames
-{
-    /// <summary>"Label".</summary>
-    public const string Label = "Label";
-    /// <summary>"Features".</summary>
-    public const string Features = "Features";
-    /// <summary>"Score".</summary>
-    public const string Score = "Score";
-    /// <summary>"Probability".</summary>
-    public const string Probability = "Probability";
-    /// <summary>"PredictedLabel".</summary>
-    public const string PredictedLabel = "PredictedLabel";
 }

@@ -1,64 +1,37 @@
 using Microsoft.ML.Hazy.Data;
-using Microsoft.ML.Hazy.Onnx;
-using TorchSharp;
+using Microsoft.ML.Hazy.Heads;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Hazy.Training;
 
-/// <summary>The loss and validation metric of each prediction task.</summary>
+/// <summary>
+/// What a trainer optimises: the mean loss of a batch for the backward pass. It receives the network's forward pass, not its
+/// output, so it can run several views of a batch, add penalties, or differentiate with respect to the input
+/// (<c>torch.autograd.grad</c> with <c>create_graph: true</c>; see <see cref="TensorBatch.WithFeatures"/>).
+/// The training loop calls it under autograd in training mode; validation uses the head's loss and metric instead.
+/// </summary>
+internal interface ITrainingObjective
+{
+    /// <summary>The loss to minimise on <paramref name="batch"/>, computed with <paramref name="forward"/> (the network on a batch).</summary>
+    Tensor Loss(Func<TensorBatch, Tensor> forward, TensorBatch batch);
+}
+
+/// <summary>Training objectives.</summary>
 internal static class Objectives
 {
-    public static ITrainingObjective For(PredictionKind kind) => kind switch
+    /// <summary>The supervised objective: the head's (weighted) loss of the network's output on the batch's features.</summary>
+    public static ITrainingObjective Supervised(OutputHead head) => new SupervisedObjective(head);
+
+    private sealed class SupervisedObjective : ITrainingObjective
     {
-        PredictionKind.MulticlassClassification => new Multiclass(),
-        PredictionKind.BinaryClassification => new Binary(),
-        _ => new Regression(),
-    };
+        private readonly OutputHead _head;
 
-    /// <summary>Cross-entropy over the logits; accuracy.</summary>
-    private sealed class Multiclass : ITrainingObjective
-    {
-        public string MetricName => "accuracy";
+        public SupervisedObjective(OutputHead head) => _head = head ?? throw new ArgumentNullException(nameof(head));
 
-        public Tensor Loss(Tensor output, TensorBatch batch) => nn.functional.cross_entropy(output, batch.Labels!);
-
-        public double MetricSum(Tensor output, TensorBatch batch) =>
-            output.argmax(1).eq(batch.Labels!).sum().item<long>();
-
-        public double FinishMetric(double sum, long rows) => sum / rows;
-    }
-
-    /// <summary>Binary cross-entropy on the logit; accuracy at probability 0.5.</summary>
-    private sealed class Binary : ITrainingObjective
-    {
-        public string MetricName => "accuracy";
-
-        public Tensor Loss(Tensor output, TensorBatch batch) =>
-            nn.functional.binary_cross_entropy_with_logits(output.squeeze(1), batch.Labels!);
-
-        public double MetricSum(Tensor output, TensorBatch batch)
+        public Tensor Loss(Func<TensorBatch, Tensor> forward, TensorBatch batch)
         {
-            using var zero = 0.0.ToScalar();
-            using var half = 0.5.ToScalar();
-            return output.squeeze(1).gt(zero).eq(batch.Labels!.gt(half)).sum().item<long>();
+            using var output = forward(batch);
+            return _head.Loss(output, batch);
         }
-
-        public double FinishMetric(double sum, long rows) => sum / rows;
-    }
-
-    /// <summary>Mean squared error; root mean squared error.</summary>
-    private sealed class Regression : ITrainingObjective
-    {
-        public string MetricName => "RMSE";
-
-        public Tensor Loss(Tensor output, TensorBatch batch) => nn.functional.mse_loss(output.squeeze(1), batch.Labels!);
-
-        public double MetricSum(Tensor output, TensorBatch batch)
-        {
-            using var two = 2.ToScalar();
-            return (output.squeeze(1) - batch.Labels!).pow(two).sum().item<float>();
-        }
-
-        public double FinishMetric(double sum, long rows) => Math.Sqrt(sum / rows);
     }
 }

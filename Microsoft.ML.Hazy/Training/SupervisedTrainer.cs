@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Runtime;
 using TorchSharp;
@@ -12,6 +13,12 @@ internal delegate nn.Module<Tensor, Tensor> NetworkFactory(int inputSize, int ou
 
 /// <summary>After <paramref name="AfterEpochs"/> epochs, replace the network by <paramref name="Convert"/>(network) and train on.</summary>
 internal sealed record NetworkSwitch(int AfterEpochs, Func<nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>> Convert, string Description);
+
+/// <summary>
+/// What is exported after training when it differs from what was trained: the network the model keeps (for example an
+/// encoder without the classifier it was trained through, which the delegate disposes) and the head that serves it.
+/// </summary>
+internal delegate (nn.Module<Tensor, Tensor> Network, OutputHead Head) ScoringExport(nn.Module<Tensor, Tensor> trained);
 
 /// <summary>
 /// What every supervised Hazy trainer does around its network: check the columns, train with the shared
@@ -27,37 +34,50 @@ internal static class SupervisedTrainer
     /// network that is an <see cref="ISequenceNetwork"/> receives the lengths.
     /// </remarks>
     public static HazyPredictionTransformer Fit(HazyEnvironment env, string componentName, HazyTrainerOptions options,
-        PredictionKind kind, IDataView input, NetworkFactory createNetwork, NetworkSwitch? networkSwitch = null, SequenceInput? sequence = null, bool pretrained = false)
+        PredictionKind kind, IDataView input, NetworkFactory createNetwork, NetworkSwitch? networkSwitch = null, SequenceInput? sequence = null, bool pretrained = false) =>
+        Fit(env, componentName, options, OutputHead.For(kind), input, createNetwork, networkSwitch, sequence, pretrained);
+
+    /// <remarks>
+    /// The network is trained with <paramref name="objective"/> (default: the head's loss of the network's output) and
+    /// validated with the head's loss and metric; <paramref name="export"/> chooses what is exported when it is not the
+    /// trained network with <paramref name="head"/>. With <see cref="HazyTrainerOptions.ExampleWeightColumnName"/> every batch
+    /// carries the weights as <see cref="TensorBatch.ExampleWeight"/>.
+    /// </remarks>
+    public static HazyPredictionTransformer Fit(HazyEnvironment env, string componentName, HazyTrainerOptions options,
+        OutputHead head, IDataView input, NetworkFactory createNetwork, NetworkSwitch? networkSwitch = null, SequenceInput? sequence = null, bool pretrained = false,
+        ITrainingObjective? objective = null, ScoringExport? export = null)
     {
         ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(head);
         var host = env.Env.Register(componentName);
         using var ch = host.Start("Training");
-        var labelKind = LabelKindOf(kind);
-        var train = new DataViewBatcher(input, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0);
+        string? labelColumn = head.Label is null ? null : options.LabelColumnName;
+        var train = new DataViewBatcher(input, options.FeatureColumnName, labelColumn, head.Label ?? LabelKind.Single, sequence?.Channels ?? 0,
+            columns: WeightColumn(options, input.Schema));
         var layout = sequence is null ? null : Layout(train, sequence);
         if (sequence?.TrainingBytes is { } trainingBytes)
             MemoryBudget.CheckSequenceStep(trainingBytes, options, train, sequence.Channels);
         int inputSize = sequence?.Channels ?? train.FeatureSize;
-        LabelKeyValues? labels = null;
-        int outputs = 1;
-        if (kind == PredictionKind.MulticlassClassification)
+        if (labelColumn != null)
         {
-            labels = LabelKeyValues.FromColumn(input.Schema[options.LabelColumnName]);
-            outputs = labels.Count;
+            head = head.ForTrainingLabel(input.Schema[labelColumn]);
+            head.CheckTrainingLabels(input, input.Schema[labelColumn]);
         }
-        CheckClasses(input, options.LabelColumnName, kind, labels);
+        int outputs = head.Outputs;
 
         DataViewBatcher? validation = null;
         if (options.ValidationSet is { } valid)
         {
-            validation = new DataViewBatcher(valid, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0, dataName: "validation set");
+            validation = new DataViewBatcher(valid, options.FeatureColumnName, labelColumn, head.Label ?? LabelKind.Single, sequence?.Channels ?? 0, dataName: "validation set",
+                columns: options.ExampleWeightColumnName is { } weight && valid.Schema.GetColumnOrNull(weight) is not null ? WeightColumn(options, valid.Schema) : null);
             if (validation.FeatureSize != train.FeatureSize)
                 throw new ArgumentOutOfRangeException(nameof(options),
                     $"Column '{options.FeatureColumnName}' of the validation set has {SizeText(validation.FeatureSize)} values per row; expected {SizeText(train.FeatureSize)} as in the training data.");
-            if (labels != null && LabelKeyValues.FromColumn(valid.Schema[options.LabelColumnName]).Count != labels.Count)
-                throw new ArgumentOutOfRangeException(nameof(options),
-                    $"Column '{options.LabelColumnName}' of the validation set has a different number of classes than the training data; map both with the same MapValueToKey transformer.");
+            if (labelColumn != null)
+                head.CheckValidationLabel(valid.Schema[labelColumn]);
         }
+        objective ??= Objectives.Supervised(head);
+        var kind = head.Kind;
 
         int seed = options.Seed ?? host.Rand.Next();
         var device = DevicePolicy.Resolve(env.GpuDeviceId, env.FallbackToCpu, w => ch.Warning(MessageSensitivity.None, w));
@@ -81,7 +101,7 @@ internal static class SupervisedTrainer
             ParameterOptimizer next;
             using (var previous = TrainingLoop.CreateOptimizer(network, options, ch))
             {
-                first = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch,
+                first = TrainingLoop.Run(network, Forward(network), objective, head, train, validation, options, seed, device, ch,
                     new TrainingPhase(1, sw.AfterEpochs), previous);
                 converted = sw.Convert(network);
                 converted.to(device);
@@ -96,31 +116,40 @@ internal static class SupervisedTrainer
             TrainingRandom.UseGenerator(network, generator);
             using (next)
             {
-                second = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch,
+                second = TrainingLoop.Run(network, Forward(network), objective, head, train, validation, options, seed, device, ch,
                     new TrainingPhase(sw.AfterEpochs + 1, options.NumberOfEpochs), next);
             }
             summary = new TrainingSummary(first.Epochs.Concat(second.Epochs).ToArray(), second.BestEpoch, second.StoppedEarly, first.Seconds + second.Seconds);
         }
         else
         {
-            summary = TrainingLoop.Run(network, Forward(network), Objectives.For(kind), train, validation, options, seed, device, ch);
+            summary = TrainingLoop.Run(network, Forward(network), objective, head, train, validation, options, seed, device, ch);
         }
         TrainingRandom.UseGenerator(network, null);
 
         if (network is ISequenceNetwork trained)
             trained.Cancellation = default;
+        var scoringHead = head;
+        if (export != null)
+            (network, scoringHead) = export(network);
         var rowShape = layout?.RowShape ?? new long[] { inputSize };
         byte[] rowGraph;
         using (no_grad())
-            rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, kind, outputs, batched: false, layout);
+            rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, scoringHead, batched: false, layout);
         var fitted = OnnxScoringBridge
-            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, kind, labels, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu, layout)
+            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, scoringHead, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu, layout)
             .Fit(input);
-        var chain = new TransformerChain<ITransformer>(((IEnumerable<ITransformer>)fitted).ToArray());
+        var chain = new TransformerChain<ITransformer>(fitted is IEnumerable<ITransformer> parts ? parts.ToArray() : new[] { fitted });
         ch.Info(MessageSensitivity.None, $"Trained in {summary.Seconds:F1} s; exported an ONNX graph of {rowGraph.Length / 1024.0:F0} KiB.");
         var history = summary.Epochs.Select(e => new TrainingEpoch(e.Epoch, e.TrainLoss, e.ValidationLoss, e.ValidationMetric, e.Seconds)).ToArray();
-        return new HazyPredictionTransformer(chain, network, kind, options.FeatureColumnName, rowShape, labels, history, seed, layout);
+        return new HazyPredictionTransformer(chain, network, scoringHead, options.FeatureColumnName, rowShape, history, seed, layout);
     }
+
+    /// <summary>The example-weight batch column of <see cref="HazyTrainerOptions.ExampleWeightColumnName"/>, or none.</summary>
+    private static BatchColumn[]? WeightColumn(HazyTrainerOptions options, DataViewSchema schema) =>
+        options.ExampleWeightColumnName is { } weight
+            ? new[] { new BatchColumn(TensorBatch.ExampleWeight, weight, BatchColumnKind.Scalar, NonNegative: true) }
+            : null;
 
     /// <summary>The network's forward on a batch: with the rows' lengths for a sequence network.</summary>
     public static Func<TensorBatch, Tensor> Forward(nn.Module<Tensor, Tensor> network) =>
@@ -143,7 +172,15 @@ internal static class SupervisedTrainer
     /// The output schema before training, computed by the same built-in estimators the trained model uses
     /// (with a placeholder network), so it cannot drift from the fitted transformer's.
     /// </summary>
-    public static SchemaShape GetOutputSchema(SchemaShape inputSchema, HazyTrainerOptions options, PredictionKind kind, SequenceInput? sequence = null)
+    public static SchemaShape GetOutputSchema(SchemaShape inputSchema, HazyTrainerOptions options, PredictionKind kind, SequenceInput? sequence = null) =>
+        GetOutputSchema(inputSchema, options, OutputHead.For(kind), sequence);
+
+    /// <summary>
+    /// The output schema of a model trained with <paramref name="head"/>'s label and served by <paramref name="scoringHead"/>
+    /// (default: <paramref name="head"/>).
+    /// </summary>
+    public static SchemaShape GetOutputSchema(SchemaShape inputSchema, HazyTrainerOptions options, OutputHead head, SequenceInput? sequence = null,
+        OutputHead? scoringHead = null)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
         string expectedFeatures = sequence is null ? "a known-size vector of Single" : "a vector of Single";
@@ -152,30 +189,34 @@ internal static class SupervisedTrainer
         if ((features.Kind != SchemaShape.Column.VectorKind.Vector && !(variable && sequence is not null)) || features.ItemType != NumberDataViewType.Single)
             throw new ArgumentOutOfRangeException(nameof(inputSchema),
                 $"Column '{options.FeatureColumnName}' has type {features.Kind} of {features.ItemType}; expected {expectedFeatures}.");
-        var label = FindShape(inputSchema, options.LabelColumnName, ExpectedLabel(kind));
-        bool labelOk = kind switch
+        if (head.Label is not null)
         {
-            PredictionKind.MulticlassClassification => label.IsKey && label.Kind == SchemaShape.Column.VectorKind.Scalar,
-            PredictionKind.BinaryClassification => label.ItemType == BooleanDataViewType.Instance && label.Kind == SchemaShape.Column.VectorKind.Scalar,
-            _ => label.ItemType == NumberDataViewType.Single && label.Kind == SchemaShape.Column.VectorKind.Scalar,
-        };
-        if (!labelOk)
-            throw new ArgumentOutOfRangeException(nameof(inputSchema),
-                $"Column '{options.LabelColumnName}' has type {label.Kind} of {label.ItemType}; expected {ExpectedLabel(kind)}.");
+            var label = FindShape(inputSchema, options.LabelColumnName, head.ExpectedLabel);
+            if (!head.AcceptsLabel(label))
+                throw new ArgumentOutOfRangeException(nameof(inputSchema),
+                    $"Column '{options.LabelColumnName}' has type {label.Kind} of {label.ItemType}; expected {head.ExpectedLabel}.");
+            head = head.ForSchemaLabel(label);
+        }
+        if (options.ExampleWeightColumnName is { } weightName)
+        {
+            var weight = FindShape(inputSchema, weightName, "Single or Boolean");
+            if (weight.Kind != SchemaShape.Column.VectorKind.Scalar || (weight.ItemType != NumberDataViewType.Single && weight.ItemType != BooleanDataViewType.Instance))
+                throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Column '{weightName}' has type {weight.Kind} of {weight.ItemType}; expected Single or Boolean.");
+        }
 
-        LabelKeyValues? placeholder = kind == PredictionKind.MulticlassClassification ? PlaceholderKeys(label) : null;
-        int width = placeholder?.Count ?? 1;
+        var outputs = scoringHead ?? head;
+        int width = outputs.Outputs;
         if (sequence is not null)
         {
             var layout = variable ? new SequenceLayout(1, 0, SequencePadding.SizeFor(1)) : new SequenceLayout(1, 1, 0);
             using var stand_in = new PlaceholderSequenceNetwork(width);
-            var sequenceGraph = OnnxScoringBridge.BuildGraph(stand_in, options.FeatureColumnName, layout.RowShape, kind, width, batched: false, layout);
-            return OnnxScoringBridge.CreateScoringEstimator(sequenceGraph, options.FeatureColumnName, kind, placeholder, null, true, layout)
+            var sequenceGraph = OnnxScoringBridge.BuildGraph(stand_in, options.FeatureColumnName, layout.RowShape, outputs, batched: false, layout);
+            return OnnxScoringBridge.CreateScoringEstimator(sequenceGraph, options.FeatureColumnName, outputs, null, true, layout)
                 .GetOutputSchema(inputSchema);
         }
         using var network = nn.Linear(1, width);
-        var graph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, new long[] { 1 }, kind, width, batched: false);
-        return OnnxScoringBridge.CreateScoringEstimator(graph, options.FeatureColumnName, kind, placeholder, null, true).GetOutputSchema(inputSchema);
+        var graph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, new long[] { 1 }, outputs, batched: false);
+        return OnnxScoringBridge.CreateScoringEstimator(graph, options.FeatureColumnName, outputs, null, true).GetOutputSchema(inputSchema);
     }
 
     /// <summary>Stands in for a sequence network when only the output schema is wanted: the mean of the input, widened.</summary>
@@ -199,20 +240,6 @@ internal static class SupervisedTrainer
             });
     }
 
-    private static LabelKind LabelKindOf(PredictionKind kind) => kind switch
-    {
-        PredictionKind.MulticlassClassification => LabelKind.Key,
-        PredictionKind.BinaryClassification => LabelKind.Boolean,
-        _ => LabelKind.Single,
-    };
-
-    private static string ExpectedLabel(PredictionKind kind) => kind switch
-    {
-        PredictionKind.MulticlassClassification => "a key type (use MapValueToKey on the label)",
-        PredictionKind.BinaryClassification => "Boolean",
-        _ => "Single",
-    };
-
     private static SchemaShape.Column FindShape(SchemaShape schema, string name, string expected)
     {
         foreach (var c in schema)
@@ -221,50 +248,5 @@ internal static class SupervisedTrainer
                 return c;
         }
         throw new ArgumentOutOfRangeException(nameof(schema), $"Column '{name}' not found in the input schema; expected {expected}.");
-    }
-
-    private static LabelKeyValues PlaceholderKeys(SchemaShape.Column label)
-    {
-        // The key count and values are unknown before Fit; only the value type shapes the output schema.
-        Type? valueType = null;
-        foreach (var a in label.Annotations)
-        {
-            if (a.Name == "KeyValues")
-                valueType = a.ItemType is TextDataViewType ? typeof(string) : a.ItemType.RawType;
-        }
-        return LabelKeyValues.Placeholder(valueType);
-    }
-
-    private static void CheckClasses(IDataView data, string labelColumn, PredictionKind kind, LabelKeyValues? labels)
-    {
-        if (kind == PredictionKind.Regression)
-            return;
-        if (labels != null && labels.Count < 2)
-            throw new ArgumentOutOfRangeException(nameof(data), $"Column '{labelColumn}' has {labels.Count} class; expected at least 2 classes.");
-        var column = data.Schema[labelColumn];
-        var seen = new HashSet<ulong>();
-        using var cursor = data.GetRowCursor(new[] { column });
-        if (kind == PredictionKind.BinaryClassification)
-        {
-            var getter = cursor.GetGetter<bool>(column);
-            bool v = false;
-            while (cursor.MoveNext() && seen.Count < 2)
-            {
-                getter(ref v);
-                seen.Add(v ? 1UL : 0UL);
-            }
-        }
-        else
-        {
-            var getter = cursor.GetGetter<uint>(column);
-            uint v = 0;
-            while (cursor.MoveNext() && seen.Count < 2)
-            {
-                getter(ref v);
-                seen.Add(v);
-            }
-        }
-        if (seen.Count == 1)
-            throw new ArgumentOutOfRangeException(nameof(data), $"Column '{labelColumn}' has a single class in the training data; expected at least 2 classes.");
     }
 }

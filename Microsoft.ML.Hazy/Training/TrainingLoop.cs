@@ -1,26 +1,12 @@
 using System.Diagnostics;
 using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Hazy.Training;
-
-/// <summary>What a task contributes to the shared loop: its loss and its validation metric.</summary>
-internal interface ITrainingObjective
-{
-    /// <summary>Mean loss of a batch, for the backward pass.</summary>
-    Tensor Loss(Tensor output, TensorBatch batch);
-
-    /// <summary>The metric's per-batch sum (correct predictions, squared errors).</summary>
-    double MetricSum(Tensor output, TensorBatch batch);
-
-    /// <summary>The metric over a whole set from its sum and the row count.</summary>
-    double FinishMetric(double sum, long rows);
-
-    string MetricName { get; }
-}
 
 /// <summary>One epoch's numbers.</summary>
 internal sealed record EpochSummary(int Epoch, double TrainLoss, double? ValidationLoss, double? ValidationMetric, double Seconds);
@@ -42,7 +28,8 @@ internal readonly record struct TrainingStep(long Step, double LearningRateFacto
 /// The training loop every Hazy trainer uses: shuffled mini-batches, an optimizer with parameter groups,
 /// warm-up and cosine schedule per step, gradient clipping, validation and early stopping with the best
 /// weights restored, progress to <see cref="MLContext.Log"/> and <see cref="HazyTrainerOptions.Progress"/>,
-/// and cancellation between steps.
+/// and cancellation between steps. The training loss comes from an <see cref="ITrainingObjective"/> (which runs the
+/// forward pass itself); the validation loss and metric from an <see cref="IValidationMetric"/> (the task's head) under no_grad.
 /// </summary>
 internal static class TrainingLoop
 {
@@ -50,6 +37,7 @@ internal static class TrainingLoop
         nn.Module model,
         Func<TensorBatch, Tensor> forward,
         ITrainingObjective objective,
+        IValidationMetric metric,
         DataViewBatcher train,
         DataViewBatcher? validation,
         HazyTrainerOptions options,
@@ -100,7 +88,7 @@ internal static class TrainingLoop
                     foreach (var group in optimizer.Groups)
                         group.LearningRate = group.BaseLearningRate * factor;
                     optimizer.ZeroGrad();
-                    var loss = objective.Loss(forward(batch), batch);
+                    var loss = objective.Loss(forward, batch);
                     loss.backward();
                     if (options.GradientClipNorm > 0)
                         nn.utils.clip_grad_norm_(parameters, options.GradientClipNorm);
@@ -114,14 +102,14 @@ internal static class TrainingLoop
                     step++;
                     stepInEpoch++;
                     options.Progress?.Report(new TrainingProgress(epoch, options.NumberOfEpochs, stepInEpoch, stepsPerEpoch,
-                        lossSum / seen, null, null, objective.MetricName, false, clock.Elapsed));
+                        lossSum / seen, null, null, metric.MetricName, false, clock.Elapsed));
                 }
 
                 double trainLoss = lossSum / Math.Max(1, seen);
                 double? validLoss = null, validMetric = null;
                 if (validation != null)
                 {
-                    (validLoss, validMetric) = Evaluate(model, forward, objective, validation, batchSize, device);
+                    (validLoss, validMetric) = Evaluate(model, forward, metric, validation, batchSize, device);
                     if (validLoss < bestLoss)
                     {
                         bestLoss = validLoss.Value;
@@ -145,10 +133,10 @@ internal static class TrainingLoop
                 history.Add(new EpochSummary(epoch, trainLoss, validLoss, validMetric, epochClock.Elapsed.TotalSeconds));
                 channel.Info(MessageSensitivity.None,
                     $"Epoch {epoch}/{options.NumberOfEpochs}: train loss {trainLoss:G5}" +
-                    (validLoss is double vl ? $", validation loss {vl:G5}, validation {objective.MetricName} {validMetric:G5}" : "") +
+                    (validLoss is double vl ? $", validation loss {vl:G5}, validation {metric.MetricName} {validMetric:G5}" : "") +
                     $" ({epochClock.Elapsed.TotalSeconds:F1} s)");
                 options.Progress?.Report(new TrainingProgress(epoch, options.NumberOfEpochs, stepInEpoch, stepsPerEpoch,
-                    trainLoss, validLoss, validMetric, objective.MetricName, true, clock.Elapsed));
+                    trainLoss, validLoss, validMetric, metric.MetricName, true, clock.Elapsed));
 
                 if (options.EarlyStoppingPatience > 0 && validation != null && sinceBest >= options.EarlyStoppingPatience)
                 {
@@ -171,7 +159,7 @@ internal static class TrainingLoop
 
     /// <summary>Mean loss and the metric over a whole data set, without gradients.</summary>
     public static (double Loss, double Metric) Evaluate(nn.Module model, Func<TensorBatch, Tensor> forward,
-        ITrainingObjective objective, DataViewBatcher data, int batchSize, Device device)
+        IValidationMetric metric, DataViewBatcher data, int batchSize, Device device)
     {
         bool wasTraining = model.training;
         model.eval();
@@ -184,8 +172,8 @@ internal static class TrainingLoop
                 using var scope = NewDisposeScope();
                 using var _ = batch;
                 var output = forward(batch);
-                lossSum += objective.Loss(output, batch).item<float>() * batch.Count;
-                metricSum += objective.MetricSum(output, batch);
+                lossSum += metric.Loss(output, batch).item<float>() * batch.Count;
+                metricSum += metric.MetricSum(output, batch);
                 n += batch.Count;
             }
         }
@@ -193,7 +181,7 @@ internal static class TrainingLoop
             model.train();
         if (n == 0)
             throw new InvalidOperationException("The validation data is empty.");
-        return (lossSum / n, objective.FinishMetric(metricSum, n));
+        return (lossSum / n, metric.FinishMetric(metricSum, n));
     }
 
     /// <summary>Linear warm-up to 1, then constant or half-cosine decay to 0 at the last step.</summary>

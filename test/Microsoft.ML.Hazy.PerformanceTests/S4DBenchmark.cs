@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Kernels.S4D;
 using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Onnx;
@@ -215,7 +217,7 @@ internal static class S4DBenchmark
                     l.OnnxConvolution = mode;
                 byte[] graph;
                 using (no_grad())
-                    graph = OnnxScoringBridge.BuildGraph(network, "Features", layout.RowShape, PredictionKind.MulticlassClassification, 10, batched: true, layout);
+                    graph = OnnxScoringBridge.BuildGraph(network, "Features", layout.RowShape, OutputHead.For(PredictionKind.MulticlassClassification, LabelKeyValues.Unnamed(10)), batched: true, layout);
                 using var options = new SessionOptions { IntraOpNumThreads = 1 };
                 using var session = new InferenceSession(graph, options);
                 var rng = new Random(length);

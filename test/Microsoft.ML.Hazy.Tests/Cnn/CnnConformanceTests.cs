@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Hazy.Cnn;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Tests.Conformance;
 using Microsoft.ML.Hazy.Training;

@@ -1,5 +1,7 @@
 using Microsoft.ML.Hazy.Cnn;
 using Microsoft.ML.Hazy.Layers;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.OnnxRuntime;
 using NUnit.Framework;
@@ -65,7 +67,7 @@ public sealed class CnnNetworkTests
 
         // The per-row graph ML.NET's OnnxTransformer runs: one flat row of C·H·W values.
         using var probabilities = nn.functional.softmax(expected, 1);
-        var graph = OnnxScoringBridge.BuildGraph(net, "Features", new long[] { d }, PredictionKind.MulticlassClassification, 4, batched: false);
+        var graph = OnnxScoringBridge.BuildGraph(net, "Features", new long[] { d }, OutputHead.For(PredictionKind.MulticlassClassification, LabelKeyValues.Unnamed(4)), batched: false);
         using var rowSession = new InferenceSession(graph);
         for (int i = 0; i < 6; i++)
         {

@@ -1,5 +1,6 @@
 using System.Reflection;
 using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Training;
 using Microsoft.ML.OnnxRuntime;

@@ -1,5 +1,6 @@
 using Microsoft.ML.Hazy.Layers.Monarch;
 using Microsoft.ML.Hazy.Mlp;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Tests.Conformance;
 using Microsoft.ML.Hazy.Tests.Mlp;

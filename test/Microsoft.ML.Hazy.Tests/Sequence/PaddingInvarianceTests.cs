@@ -1,3 +1,4 @@
+using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Sequence;
 using Microsoft.ML.Hazy.Tests.Conformance;
 using Microsoft.ML.Hazy.Training;

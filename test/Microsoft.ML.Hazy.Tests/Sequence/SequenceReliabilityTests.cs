@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Sequence;
