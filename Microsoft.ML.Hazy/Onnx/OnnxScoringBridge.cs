@@ -168,8 +168,14 @@ internal static class OnnxScoringBridge
     }
 
     /// <summary>The built-in ML.NET estimators that serve the per-row graph.</summary>
+    /// <remarks>
+    /// With <paramref name="threads"/> the ONNX Runtime session uses that many intra- and inter-op threads. ML.NET takes
+    /// thread counts only through <c>OnnxOptions</c>, which reads the graph from a file: it is written to the context's
+    /// temporary folder, as ML.NET itself does with a graph given as a stream (and, like that one, is left there, since
+    /// <c>OnnxTransformer</c> reads the file again when the model is saved).
+    /// </remarks>
     public static IEstimator<ITransformer> CreateScoringEstimator(byte[] rowGraph, string inputName, PredictionKind kind,
-        LabelKeyValues? labelKeys, int? gpuDeviceId, bool fallbackToCpu, SequenceLayout? sequence = null)
+        LabelKeyValues? labelKeys, int? gpuDeviceId, bool fallbackToCpu, SequenceLayout? sequence = null, int? threads = null)
     {
         var ml = new MLContext();
         string[] outputs = kind switch
@@ -180,7 +186,18 @@ internal static class OnnxScoringBridge
         };
         bool padded = sequence is { IsVariableLength: true };
         string[] inputs = padded ? new[] { SequencePadding.PaddedColumn, SequencePadding.CountColumn } : new[] { inputName };
-        IEstimator<ITransformer> onnx = ml.Transforms.ApplyOnnxModel(outputs, inputs, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
+        IEstimator<ITransformer> onnx = threads is int n
+            ? ml.Transforms.ApplyOnnxModel(new Microsoft.ML.Transforms.Onnx.OnnxOptions
+            {
+                ModelFile = WriteTemporaryGraph(ml, rowGraph),
+                InputColumns = inputs,
+                OutputColumns = outputs,
+                GpuDeviceId = gpuDeviceId,
+                FallbackToCpu = fallbackToCpu,
+                IntraOpNumThreads = n,
+                InterOpNumThreads = n,
+            })
+            : ml.Transforms.ApplyOnnxModel(outputs, inputs, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
         if (padded)
         {
             onnx = ml.Transforms.CopyColumns(SequencePadding.InputColumn, inputName)
@@ -203,6 +220,13 @@ internal static class OnnxScoringBridge
                     .Append(IndexToKey(ml, labelKeys))
                     .Append(ml.Transforms.DropColumns(ScalarColumns.PredictedVector, ScalarColumns.PredictedIndex));
         }
+    }
+
+    private static string WriteTemporaryGraph(MLContext ml, byte[] graph)
+    {
+        var path = Path.Combine(ml.TempFilePath, "hazy-" + Path.GetRandomFileName() + ".onnx");
+        File.WriteAllBytes(path, graph);
+        return path;
     }
 
     /// <summary>

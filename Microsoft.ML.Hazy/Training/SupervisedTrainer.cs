@@ -114,7 +114,8 @@ internal static class SupervisedTrainer
         using (no_grad())
             rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, kind, outputs, batched: false, layout);
         var fitted = OnnxScoringBridge
-            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, kind, labels, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu, layout)
+            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, kind, labels, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu, layout,
+                options.NumberOfThreads)
             .Fit(input);
         var chain = new TransformerChain<ITransformer>(((IEnumerable<ITransformer>)fitted).ToArray());
         ch.Info(MessageSensitivity.None, $"Trained in {summary.Seconds:F1} s; exported an ONNX graph of {rowGraph.Length / 1024.0:F0} KiB.");
