@@ -2,6 +2,7 @@ using System.Reflection;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Runtime;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace Microsoft.ML.Hazy.Training;
 
@@ -77,9 +78,29 @@ public abstract class HazyTrainer<TOptions> : IEstimator<HazyPredictionTransform
         run.ThrowIfCancelled();
         var plan = PlanTraining(input, run);
         using var threads = TorchThreads.Use(run.NumberOfThreads);
-        // The one place a trainer trains: every Hazy trainer goes through this call.
-        return SupervisedTrainer.Fit(Environment, plan.ComponentName, plan.Options, Kind, input, plan.CreateNetwork,
-            plan.NetworkSwitch, plan.Sequence, plan.Pretrained);
+        // Networks this run creates are freed when it fails (a cancelled AutoML trial, say); a finished run hands its
+        // network to the returned model, which frees it when disposed.
+        var created = new List<nn.Module>();
+        NetworkFactory createNetwork = (inputSize, outputSize) => Track(created, plan.CreateNetwork(inputSize, outputSize));
+        var networkSwitch = plan.NetworkSwitch is { } sw ? sw with { Convert = n => Track(created, sw.Convert(n)) } : null;
+        try
+        {
+            // The one place a trainer trains: every Hazy trainer goes through this call.
+            return SupervisedTrainer.Fit(Environment, plan.ComponentName, plan.Options, Kind, input, createNetwork,
+                networkSwitch, plan.Sequence, plan.Pretrained);
+        }
+        catch
+        {
+            foreach (var network in created)
+                network.Dispose();
+            throw;
+        }
+    }
+
+    private static T Track<T>(List<nn.Module> created, T network) where T : nn.Module
+    {
+        created.Add(network);
+        return network;
     }
 
     /// <summary>The output schema, checked against the input columns, before any training.</summary>

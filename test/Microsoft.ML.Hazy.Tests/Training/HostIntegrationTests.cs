@@ -135,6 +135,23 @@ public sealed class HostIntegrationTests
     }
 
     [Test]
+    public void CancellingAfterANetworkSwitchStopsFitAndFreesBothNetworksCleanly()
+    {
+        // Reverse sparsification switches networks after epoch 2; cancelling in epoch 3 fails the run after the first
+        // network was already freed by the switch, so the run's cleanup meets it again and must not throw over the cancellation.
+        var ml = new MLContext(1);
+        var options = Blobs.SmallOptions();
+        options.MonarchBlocks = 2;
+        options.DensifyAfterFraction = 0.5;
+        options.Progress = new SyncProgress(p =>
+        {
+            if (p.Epoch == 3)
+                CancelExecution(ml);
+        });
+        Assert.Throws<OperationCanceledException>(() => ml.Hazy().MulticlassClassification.Mlp(options).Fit(Blobs.Keyed(ml, Blobs.Make(64, 1))));
+    }
+
+    [Test]
     public void TheOptionsTokenStillCancels()
     {
         var ml = new MLContext(1);
