@@ -45,7 +45,9 @@ public abstract class HazyTrainer<TOptions> : IEstimator<HazyPredictionTransform
         Environment = env;
         TrainerOptions = options;
         Kind = kind;
-        _host = env.Env.Register(hostName);
+        // A fixed seed: registering without one would draw from the context's random stream and change the seeds later
+        // Fit calls draw. The host serves only to see the context's cancellation.
+        _host = env.Env.Register(hostName, seed: 0);
         _checkHost = HostCancellation.Checker(env.Env, _host);
     }
 
