@@ -77,7 +77,6 @@ public abstract class HazyTrainer<TOptions> : IEstimator<HazyPredictionTransform
         ArgumentNullException.ThrowIfNull(input);
         TrainerOptions.Check();
         var run = (TOptions)TrainerOptions.ForRun(_checkHost);
-        run.ThrowIfCancelled();
         var plan = PlanTraining(input, run);
         using var threads = TorchThreads.Use(run.NumberOfThreads);
         // Networks this run creates are freed when it fails (a cancelled AutoML trial, say); a finished run hands its

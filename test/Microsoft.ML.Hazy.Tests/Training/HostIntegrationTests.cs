@@ -152,6 +152,22 @@ public sealed class HostIntegrationTests
     }
 
     [Test]
+    public void BuildingATrainerDoesNotDrawFromTheContextsRandomStream()
+    {
+        // The seed a Fit without Options.Seed uses comes from the MLContext's random stream; building another trainer
+        // first (which registers a host to watch the context's cancellation) must not move that stream.
+        var options = Blobs.SmallOptions();
+        options.NumberOfEpochs = 1;
+        var alone = new MLContext(7);
+        using var first = alone.Hazy().MulticlassClassification.Mlp(options).Fit(Blobs.Keyed(alone, Blobs.Make(32, 1)));
+        var after = new MLContext(7);
+        _ = after.MulticlassClassification.Trainers.HazyMlp(options);
+        _ = after.Hazy().Regression.Mlp(options);
+        using var second = after.Hazy().MulticlassClassification.Mlp(options).Fit(Blobs.Keyed(after, Blobs.Make(32, 1)));
+        Assert.That(second.Seed, Is.EqualTo(first.Seed));
+    }
+
+    [Test]
     public void TheOptionsTokenStillCancels()
     {
         var ml = new MLContext(1);
