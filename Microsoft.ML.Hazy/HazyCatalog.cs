@@ -7,6 +7,10 @@ using Microsoft.ML.Hazy.Mlp;
 using Microsoft.ML.Hazy.Onnx;
 using Microsoft.ML.Hazy.Sequence;
 using Microsoft.ML.Hazy.Training;
+using MlpDefaults = Microsoft.ML.Hazy.Mlp.MlpTrainer.Options.Defaults;
+using CnnDefaults = Microsoft.ML.Hazy.Cnn.CnnTrainer.Options.Defaults;
+using SequenceDefaults = Microsoft.ML.Hazy.Sequence.SequenceTrainer.Options.Defaults;
+using FineTuneDefaults = Microsoft.ML.Hazy.Mlp.MonarchFineTuneTrainer.Options.Defaults;
 
 namespace Microsoft.ML
 {
@@ -17,68 +21,29 @@ namespace Microsoft.ML
         public static HazyCatalog Hazy(this MLContext mlContext) => new(mlContext);
     }
 
-    /// <summary>Hazy trainers as extensions of ML.NET's trainer catalogs.</summary>
+    /// <summary>
+    /// Hazy trainers as extensions of ML.NET's trainer catalogs. Each method is the same trainer as the
+    /// <see cref="HazyCatalog.TaskTrainers"/> method of the same task, with the defaults of the trainer's <c>Options.Defaults</c>.
+    /// </summary>
     public static class HazyTrainersCatalogExtensions
     {
         /// <summary>A multilayer-perceptron multiclass classifier trained with TorchSharp and served through ONNX.</summary>
         /// <param name="catalog">The multiclass trainers catalog.</param>
         /// <param name="labelColumnName">The label column: a key type.</param>
         /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
-        /// <param name="hiddenLayers">Widths of the hidden layers; default 256 and 128.</param>
+        /// <param name="hiddenLayers">Widths of the hidden layers; null takes <see cref="MlpTrainer.Options.Defaults.HiddenLayers"/>.</param>
         /// <param name="numberOfEpochs">Passes over the data.</param>
         /// <param name="learningRate">Peak learning rate.</param>
         /// <param name="batchSize">Rows per step.</param>
         public static MlpTrainer HazyMlp(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-            int[]? hiddenLayers = null, int numberOfEpochs = 10, double learningRate = 1e-3, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog), HazyCatalog.MakeOptions(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.MulticlassClassification);
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null,
+            int numberOfEpochs = MlpDefaults.NumberOfEpochs, double learningRate = MlpDefaults.LearningRate, int batchSize = MlpDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.MulticlassClassification).Mlp(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize);
 
         /// <summary>A multilayer-perceptron multiclass classifier with all options.</summary>
         /// <param name="catalog">The multiclass trainers catalog.</param>
         /// <param name="options">The trainer's options.</param>
-        public static MlpTrainer HazyMlp(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, MlpTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.MulticlassClassification);
-
-        /// <summary>A multilayer-perceptron binary classifier trained with TorchSharp and served through ONNX.</summary>
-        /// <param name="catalog">The binary trainers catalog.</param>
-        /// <param name="labelColumnName">The label column: Boolean.</param>
-        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
-        /// <param name="hiddenLayers">Widths of the hidden layers; default 256 and 128.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
-        /// <param name="learningRate">Peak learning rate.</param>
-        /// <param name="batchSize">Rows per step.</param>
-        public static MlpTrainer HazyMlp(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-            int[]? hiddenLayers = null, int numberOfEpochs = 10, double learningRate = 1e-3, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog), HazyCatalog.MakeOptions(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.BinaryClassification);
-
-        /// <summary>A multilayer-perceptron binary classifier with all options.</summary>
-        /// <param name="catalog">The binary trainers catalog.</param>
-        /// <param name="options">The trainer's options.</param>
-        public static MlpTrainer HazyMlp(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, MlpTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.BinaryClassification);
-
-        /// <summary>A multilayer-perceptron regressor trained with TorchSharp and served through ONNX.</summary>
-        /// <param name="catalog">The regression trainers catalog.</param>
-        /// <param name="labelColumnName">The label column: Single.</param>
-        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
-        /// <param name="hiddenLayers">Widths of the hidden layers; default 256 and 128.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
-        /// <param name="learningRate">Peak learning rate.</param>
-        /// <param name="batchSize">Rows per step.</param>
-        public static MlpTrainer HazyMlp(this RegressionCatalog.RegressionTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-            int[]? hiddenLayers = null, int numberOfEpochs = 10, double learningRate = 1e-3, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog), HazyCatalog.MakeOptions(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.Regression);
-
-        /// <summary>A multilayer-perceptron regressor with all options.</summary>
-        /// <param name="catalog">The regression trainers catalog.</param>
-        /// <param name="options">The trainer's options.</param>
-        public static MlpTrainer HazyMlp(this RegressionCatalog.RegressionTrainers catalog, MlpTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.Regression);
+        public static MlpTrainer HazyMlp(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, MlpTrainer.Options options) => Tasks(catalog, PredictionKind.MulticlassClassification).Mlp(options);
 
         /// <summary>A convolutional multiclass classifier for image-shaped feature vectors, trained with TorchSharp and served through ONNX.</summary>
         /// <param name="catalog">The multiclass trainers catalog.</param>
@@ -91,63 +56,14 @@ namespace Microsoft.ML
         /// <param name="learningRate">Peak learning rate.</param>
         /// <param name="batchSize">Rows per step.</param>
         public static CnnTrainer HazyCnn(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-            int channels = 1, int height = 0, int width = 0, int numberOfEpochs = 10, double learningRate = 2e-3, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeCnnOptions(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.MulticlassClassification);
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = CnnDefaults.Channels, int height = 0, int width = 0,
+            int numberOfEpochs = CnnDefaults.NumberOfEpochs, double learningRate = CnnDefaults.LearningRate, int batchSize = CnnDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.MulticlassClassification).Cnn(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize);
 
         /// <summary>A convolutional multiclass classifier with all options.</summary>
         /// <param name="catalog">The multiclass trainers catalog.</param>
         /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
-        public static CnnTrainer HazyCnn(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, CnnTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.MulticlassClassification);
-
-        /// <summary>A convolutional binary classifier for image-shaped feature vectors, trained with TorchSharp and served through ONNX.</summary>
-        /// <param name="catalog">The binary trainers catalog.</param>
-        /// <param name="labelColumnName">The label column: Boolean.</param>
-        /// <param name="featureColumnName">The feature column: a vector of <paramref name="channels"/>·<paramref name="height"/>·<paramref name="width"/> Single, channel after channel, each row by row.</param>
-        /// <param name="channels">Channels of the image.</param>
-        /// <param name="height">Height of the image in pixels; required.</param>
-        /// <param name="width">Width of the image in pixels; required.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
-        /// <param name="learningRate">Peak learning rate.</param>
-        /// <param name="batchSize">Rows per step.</param>
-        public static CnnTrainer HazyCnn(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-            int channels = 1, int height = 0, int width = 0, int numberOfEpochs = 10, double learningRate = 2e-3, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeCnnOptions(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.BinaryClassification);
-
-        /// <summary>A convolutional binary classifier with all options.</summary>
-        /// <param name="catalog">The binary trainers catalog.</param>
-        /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
-        public static CnnTrainer HazyCnn(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, CnnTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.BinaryClassification);
-
-        /// <summary>A convolutional regressor for image-shaped feature vectors, trained with TorchSharp and served through ONNX.</summary>
-        /// <param name="catalog">The regression trainers catalog.</param>
-        /// <param name="labelColumnName">The label column: Single.</param>
-        /// <param name="featureColumnName">The feature column: a vector of <paramref name="channels"/>·<paramref name="height"/>·<paramref name="width"/> Single, channel after channel, each row by row.</param>
-        /// <param name="channels">Channels of the image.</param>
-        /// <param name="height">Height of the image in pixels; required.</param>
-        /// <param name="width">Width of the image in pixels; required.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
-        /// <param name="learningRate">Peak learning rate.</param>
-        /// <param name="batchSize">Rows per step.</param>
-        public static CnnTrainer HazyCnn(this RegressionCatalog.RegressionTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-            int channels = 1, int height = 0, int width = 0, int numberOfEpochs = 10, double learningRate = 2e-3, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeCnnOptions(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.Regression);
-
-        /// <summary>A convolutional regressor with all options.</summary>
-        /// <param name="catalog">The regression trainers catalog.</param>
-        /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
-        public static CnnTrainer HazyCnn(this RegressionCatalog.RegressionTrainers catalog, CnnTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.Regression);
+        public static CnnTrainer HazyCnn(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, CnnTrainer.Options options) => Tasks(catalog, PredictionKind.MulticlassClassification).Cnn(options);
 
         /// <summary>An S4D sequence multiclass classifier (diagonal state-space layers) trained with TorchSharp and served through ONNX.</summary>
         /// <param name="catalog">The multiclass trainers catalog.</param>
@@ -160,23 +76,58 @@ namespace Microsoft.ML
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
         /// <param name="batchSize">Rows per step.</param>
         public static SequenceTrainer HazyS4D(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
-            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.MulticlassClassification);
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = SequenceDefaults.Channels,
+            int modelDimension = SequenceDefaults.ModelDimension, int numberOfLayers = SequenceDefaults.NumberOfLayers,
+            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.MulticlassClassification).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize);
 
         /// <summary>An S4D sequence multiclass classifier with all options.</summary>
         /// <param name="catalog">The multiclass trainers catalog.</param>
         /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
-        public static SequenceTrainer HazyS4D(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, SequenceTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), HazyCatalog.RequireBackbone(options, SequenceBackbone.S4D), PredictionKind.MulticlassClassification);
+        public static SequenceTrainer HazyS4D(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, SequenceTrainer.Options options) => Tasks(catalog, PredictionKind.MulticlassClassification).S4D(options);
 
         /// <summary>A sequence multiclass classifier with the backbone chosen by <see cref="SequenceTrainer.Options.Backbone"/>.</summary>
         /// <param name="catalog">The multiclass trainers catalog.</param>
         /// <param name="options">The trainer's options.</param>
-        public static SequenceTrainer HazySequence(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, SequenceTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.MulticlassClassification);
+        public static SequenceTrainer HazySequence(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog, SequenceTrainer.Options options) => Tasks(catalog, PredictionKind.MulticlassClassification).Sequence(options);
+
+        /// <summary>A multilayer-perceptron binary classifier trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Boolean.</param>
+        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
+        /// <param name="hiddenLayers">Widths of the hidden layers; null takes <see cref="MlpTrainer.Options.Defaults.HiddenLayers"/>.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static MlpTrainer HazyMlp(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null,
+            int numberOfEpochs = MlpDefaults.NumberOfEpochs, double learningRate = MlpDefaults.LearningRate, int batchSize = MlpDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.BinaryClassification).Mlp(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize);
+
+        /// <summary>A multilayer-perceptron binary classifier with all options.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="options">The trainer's options.</param>
+        public static MlpTrainer HazyMlp(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, MlpTrainer.Options options) => Tasks(catalog, PredictionKind.BinaryClassification).Mlp(options);
+
+        /// <summary>A convolutional binary classifier for image-shaped feature vectors, trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Boolean.</param>
+        /// <param name="featureColumnName">The feature column: a vector of <paramref name="channels"/>·<paramref name="height"/>·<paramref name="width"/> Single, channel after channel, each row by row.</param>
+        /// <param name="channels">Channels of the image.</param>
+        /// <param name="height">Height of the image in pixels; required.</param>
+        /// <param name="width">Width of the image in pixels; required.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static CnnTrainer HazyCnn(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = CnnDefaults.Channels, int height = 0, int width = 0,
+            int numberOfEpochs = CnnDefaults.NumberOfEpochs, double learningRate = CnnDefaults.LearningRate, int batchSize = CnnDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.BinaryClassification).Cnn(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize);
+
+        /// <summary>A convolutional binary classifier with all options.</summary>
+        /// <param name="catalog">The binary trainers catalog.</param>
+        /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
+        public static CnnTrainer HazyCnn(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, CnnTrainer.Options options) => Tasks(catalog, PredictionKind.BinaryClassification).Cnn(options);
 
         /// <summary>An S4D sequence binary classifier (diagonal state-space layers) trained with TorchSharp and served through ONNX.</summary>
         /// <param name="catalog">The binary trainers catalog.</param>
@@ -189,23 +140,58 @@ namespace Microsoft.ML
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
         /// <param name="batchSize">Rows per step.</param>
         public static SequenceTrainer HazyS4D(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
-            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.BinaryClassification);
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = SequenceDefaults.Channels,
+            int modelDimension = SequenceDefaults.ModelDimension, int numberOfLayers = SequenceDefaults.NumberOfLayers,
+            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.BinaryClassification).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize);
 
         /// <summary>An S4D sequence binary classifier with all options.</summary>
         /// <param name="catalog">The binary trainers catalog.</param>
         /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
-        public static SequenceTrainer HazyS4D(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, SequenceTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), HazyCatalog.RequireBackbone(options, SequenceBackbone.S4D), PredictionKind.BinaryClassification);
+        public static SequenceTrainer HazyS4D(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, SequenceTrainer.Options options) => Tasks(catalog, PredictionKind.BinaryClassification).S4D(options);
 
         /// <summary>A sequence binary classifier with the backbone chosen by <see cref="SequenceTrainer.Options.Backbone"/>.</summary>
         /// <param name="catalog">The binary trainers catalog.</param>
         /// <param name="options">The trainer's options.</param>
-        public static SequenceTrainer HazySequence(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, SequenceTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.BinaryClassification);
+        public static SequenceTrainer HazySequence(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog, SequenceTrainer.Options options) => Tasks(catalog, PredictionKind.BinaryClassification).Sequence(options);
+
+        /// <summary>A multilayer-perceptron regressor trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Single.</param>
+        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
+        /// <param name="hiddenLayers">Widths of the hidden layers; null takes <see cref="MlpTrainer.Options.Defaults.HiddenLayers"/>.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static MlpTrainer HazyMlp(this RegressionCatalog.RegressionTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null,
+            int numberOfEpochs = MlpDefaults.NumberOfEpochs, double learningRate = MlpDefaults.LearningRate, int batchSize = MlpDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.Regression).Mlp(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize);
+
+        /// <summary>A multilayer-perceptron regressor with all options.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="options">The trainer's options.</param>
+        public static MlpTrainer HazyMlp(this RegressionCatalog.RegressionTrainers catalog, MlpTrainer.Options options) => Tasks(catalog, PredictionKind.Regression).Mlp(options);
+
+        /// <summary>A convolutional regressor for image-shaped feature vectors, trained with TorchSharp and served through ONNX.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="labelColumnName">The label column: Single.</param>
+        /// <param name="featureColumnName">The feature column: a vector of <paramref name="channels"/>·<paramref name="height"/>·<paramref name="width"/> Single, channel after channel, each row by row.</param>
+        /// <param name="channels">Channels of the image.</param>
+        /// <param name="height">Height of the image in pixels; required.</param>
+        /// <param name="width">Width of the image in pixels; required.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="learningRate">Peak learning rate.</param>
+        /// <param name="batchSize">Rows per step.</param>
+        public static CnnTrainer HazyCnn(this RegressionCatalog.RegressionTrainers catalog,
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = CnnDefaults.Channels, int height = 0, int width = 0,
+            int numberOfEpochs = CnnDefaults.NumberOfEpochs, double learningRate = CnnDefaults.LearningRate, int batchSize = CnnDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.Regression).Cnn(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize);
+
+        /// <summary>A convolutional regressor with all options.</summary>
+        /// <param name="catalog">The regression trainers catalog.</param>
+        /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
+        public static CnnTrainer HazyCnn(this RegressionCatalog.RegressionTrainers catalog, CnnTrainer.Options options) => Tasks(catalog, PredictionKind.Regression).Cnn(options);
 
         /// <summary>An S4D sequence regressor (diagonal state-space layers) trained with TorchSharp and served through ONNX.</summary>
         /// <param name="catalog">The regression trainers catalog.</param>
@@ -218,23 +204,23 @@ namespace Microsoft.ML
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
         /// <param name="batchSize">Rows per step.</param>
         public static SequenceTrainer HazyS4D(this RegressionCatalog.RegressionTrainers catalog,
-            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
-            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
-            new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
-                PredictionKind.Regression);
+            string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = SequenceDefaults.Channels,
+            int modelDimension = SequenceDefaults.ModelDimension, int numberOfLayers = SequenceDefaults.NumberOfLayers,
+            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize) =>
+            Tasks(catalog, PredictionKind.Regression).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize);
 
         /// <summary>An S4D sequence regressor with all options.</summary>
         /// <param name="catalog">The regression trainers catalog.</param>
         /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
-        public static SequenceTrainer HazyS4D(this RegressionCatalog.RegressionTrainers catalog, SequenceTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), HazyCatalog.RequireBackbone(options, SequenceBackbone.S4D), PredictionKind.Regression);
+        public static SequenceTrainer HazyS4D(this RegressionCatalog.RegressionTrainers catalog, SequenceTrainer.Options options) => Tasks(catalog, PredictionKind.Regression).S4D(options);
 
         /// <summary>A sequence regressor with the backbone chosen by <see cref="SequenceTrainer.Options.Backbone"/>.</summary>
         /// <param name="catalog">The regression trainers catalog.</param>
         /// <param name="options">The trainer's options.</param>
-        public static SequenceTrainer HazySequence(this RegressionCatalog.RegressionTrainers catalog, SequenceTrainer.Options options) =>
-            new(HazyEnvironment.From((object)catalog), options, PredictionKind.Regression);
+        public static SequenceTrainer HazySequence(this RegressionCatalog.RegressionTrainers catalog, SequenceTrainer.Options options) => Tasks(catalog, PredictionKind.Regression).Sequence(options);
+
+        /// <summary>The Hazy trainers of one task, on the environment behind an ML.NET trainer catalog.</summary>
+        private static HazyCatalog.TaskTrainers Tasks(object catalog, PredictionKind kind) => new(HazyEnvironment.From(catalog), kind);
     }
 }
 
@@ -305,6 +291,10 @@ namespace Microsoft.ML.Hazy
             Persistence.ContinuedTrainingEstimator.Create(Environment, model, options);
 
         /// <summary>The trainers for one task.</summary>
+        /// <remarks>
+        /// A trainer appears here as two members: a short overload whose defaults are its <c>Options.Defaults</c>, and one
+        /// taking its options. The ML.NET catalog extensions (<see cref="HazyTrainersCatalogExtensions"/>) forward to these.
+        /// </remarks>
         public sealed class TaskTrainers
         {
             private readonly HazyEnvironment _env;
@@ -319,13 +309,13 @@ namespace Microsoft.ML.Hazy
             /// <summary>A multilayer perceptron.</summary>
             /// <param name="labelColumnName">The label column.</param>
             /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
-            /// <param name="hiddenLayers">Widths of the hidden layers; default 256 and 128.</param>
+            /// <param name="hiddenLayers">Widths of the hidden layers; null takes <see cref="MlpTrainer.Options.Defaults.HiddenLayers"/>.</param>
             /// <param name="numberOfEpochs">Passes over the data.</param>
             /// <param name="learningRate">Peak learning rate.</param>
             /// <param name="batchSize">Rows per step.</param>
-            public MlpTrainer Mlp(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-                int[]? hiddenLayers = null, int numberOfEpochs = 10, double learningRate = 1e-3, int batchSize = 64) =>
-                new(_env, MakeOptions(labelColumnName, featureColumnName, hiddenLayers, numberOfEpochs, learningRate, batchSize), _kind);
+            public MlpTrainer Mlp(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int[]? hiddenLayers = null,
+                int numberOfEpochs = MlpDefaults.NumberOfEpochs, double learningRate = MlpDefaults.LearningRate, int batchSize = MlpDefaults.BatchSize) =>
+                Mlp(Short(new MlpTrainer.Options { HiddenLayers = hiddenLayers ?? MlpDefaults.HiddenLayers }, labelColumnName, featureColumnName, numberOfEpochs, learningRate, batchSize));
 
             /// <summary>A multilayer perceptron with all options.</summary>
             /// <param name="options">The trainer's options.</param>
@@ -341,16 +331,11 @@ namespace Microsoft.ML.Hazy
             /// <param name="learningRate">Peak fine-tuning learning rate.</param>
             /// <param name="labelColumnName">The label column.</param>
             /// <param name="featureColumnName">The feature column.</param>
-            public MonarchFineTuneTrainer MonarchFineTune(HazyPredictionTransformer model, int monarchBlocks = 4, int numberOfEpochs = 2, double learningRate = 5e-4,
+            public MonarchFineTuneTrainer MonarchFineTune(HazyPredictionTransformer model, int monarchBlocks = FineTuneDefaults.MonarchBlocks,
+                int numberOfEpochs = FineTuneDefaults.NumberOfEpochs, double learningRate = FineTuneDefaults.LearningRate,
                 string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features) =>
-                new(_env, model, new MonarchFineTuneTrainer.Options
-                {
-                    MonarchBlocks = monarchBlocks,
-                    NumberOfEpochs = numberOfEpochs,
-                    LearningRate = learningRate,
-                    LabelColumnName = labelColumnName,
-                    FeatureColumnName = featureColumnName,
-                }, _kind);
+                MonarchFineTune(model, Short(new MonarchFineTuneTrainer.Options { MonarchBlocks = monarchBlocks },
+                    labelColumnName, featureColumnName, numberOfEpochs, learningRate, FineTuneDefaults.BatchSize));
 
             /// <summary>Dense-to-sparse fine-tuning with all options.</summary>
             /// <param name="model">A trained Hazy MLP of this task; it is not changed.</param>
@@ -368,8 +353,9 @@ namespace Microsoft.ML.Hazy
             /// <param name="learningRate">Peak learning rate.</param>
             /// <param name="batchSize">Rows per step.</param>
             public CnnTrainer Cnn(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-                int channels = 1, int height = 0, int width = 0, int numberOfEpochs = 10, double learningRate = 2e-3, int batchSize = 64) =>
-                new(_env, MakeCnnOptions(labelColumnName, featureColumnName, channels, height, width, numberOfEpochs, learningRate, batchSize), _kind);
+                int channels = CnnDefaults.Channels, int height = 0, int width = 0,
+                int numberOfEpochs = CnnDefaults.NumberOfEpochs, double learningRate = CnnDefaults.LearningRate, int batchSize = CnnDefaults.BatchSize) =>
+                Cnn(Short(new CnnTrainer.Options { Channels = channels, Height = height, Width = width }, labelColumnName, featureColumnName, numberOfEpochs, learningRate, batchSize));
 
             /// <summary>A convolutional network with all options.</summary>
             /// <param name="options">The trainer's options; <see cref="CnnTrainer.Options.Height"/> and <see cref="CnnTrainer.Options.Width"/> must be set.</param>
@@ -384,42 +370,32 @@ namespace Microsoft.ML.Hazy
             /// <param name="numberOfEpochs">Passes over the data.</param>
             /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
             /// <param name="batchSize">Rows per step.</param>
-            public SequenceTrainer S4D(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
-                int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
-                new(_env, MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize), _kind);
+            public SequenceTrainer S4D(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = SequenceDefaults.Channels,
+                int modelDimension = SequenceDefaults.ModelDimension, int numberOfLayers = SequenceDefaults.NumberOfLayers,
+                int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize) =>
+                S4D(Short(new SequenceTrainer.Options { Channels = channels, ModelDimension = modelDimension, NumberOfLayers = numberOfLayers },
+                    labelColumnName, featureColumnName, numberOfEpochs, learningRate, batchSize));
 
             /// <summary>An S4D sequence model with all options.</summary>
             /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
-            public SequenceTrainer S4D(SequenceTrainer.Options options) => new(_env, RequireBackbone(options, SequenceBackbone.S4D), _kind);
+            public SequenceTrainer S4D(SequenceTrainer.Options options) => Sequence(RequireBackbone(options, SequenceBackbone.S4D));
 
             /// <summary>A sequence model with the backbone chosen by <see cref="SequenceTrainer.Options.Backbone"/>.</summary>
             /// <param name="options">The trainer's options.</param>
             public SequenceTrainer Sequence(SequenceTrainer.Options options) => new(_env, options, _kind);
         }
 
-        internal static CnnTrainer.Options MakeCnnOptions(string label, string features, int channels, int height, int width, int epochs, double lr, int batchSize) => new()
+        /// <summary>Sets the options every short overload takes on <paramref name="options"/>.</summary>
+        private static TOptions Short<TOptions>(TOptions options, string label, string features, int epochs, double learningRate, int batchSize)
+            where TOptions : HazyTrainerOptions
         {
-            LabelColumnName = label,
-            FeatureColumnName = features,
-            Channels = channels,
-            Height = height,
-            Width = width,
-            NumberOfEpochs = epochs,
-            LearningRate = lr,
-            BatchSize = batchSize,
-        };
-
-        internal static SequenceTrainer.Options MakeSequenceOptions(string label, string features, int channels, int width, int layers, int epochs, double lr, int batchSize) => new()
-        {
-            LabelColumnName = label,
-            FeatureColumnName = features,
-            Channels = channels,
-            ModelDimension = width,
-            NumberOfLayers = layers,
-            NumberOfEpochs = epochs,
-            LearningRate = lr,
-            BatchSize = batchSize,
-        };
+            options.LabelColumnName = label;
+            options.FeatureColumnName = features;
+            options.NumberOfEpochs = epochs;
+            options.LearningRate = learningRate;
+            options.BatchSize = batchSize;
+            return options;
+        }
 
         internal static SequenceTrainer.Options RequireBackbone(SequenceTrainer.Options options, SequenceBackbone backbone)
         {
@@ -427,21 +403,6 @@ namespace Microsoft.ML.Hazy
             if (options.Backbone != backbone)
                 throw new ArgumentException($"Options.Backbone is {options.Backbone} but this catalog method builds {backbone} models; use HazySequence / Sequence(options) for any backbone.", nameof(options));
             return options;
-        }
-
-        internal static MlpTrainer.Options MakeOptions(string label, string features, int[]? hidden, int epochs, double lr, int batchSize)
-        {
-            var o = new MlpTrainer.Options
-            {
-                LabelColumnName = label,
-                FeatureColumnName = features,
-                NumberOfEpochs = epochs,
-                LearningRate = lr,
-                BatchSize = batchSize,
-            };
-            if (hidden != null)
-                o.HiddenLayers = hidden;
-            return o;
         }
 
         /// <summary>
@@ -454,7 +415,7 @@ namespace Microsoft.ML.Hazy
         /// <param name="normalize">Scale each embedding to unit L2 norm.</param>
         /// <param name="outputColumnName">The embedding column.</param>
         public EmbeddingTrainer Embedding(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
-            int embeddingSize = 32, bool normalize = true, string outputColumnName = DefaultColumnNames.Embedding) =>
+            int embeddingSize = EmbeddingTrainer.Options.Defaults.EmbeddingSize, bool normalize = EmbeddingTrainer.Options.Defaults.Normalize, string outputColumnName = DefaultColumnNames.Embedding) =>
             new(Environment, new EmbeddingTrainer.Options { LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, EmbeddingSize = embeddingSize, Normalize = normalize, OutputColumnName = outputColumnName });
 
         /// <summary>A supervised embedding with all options; see <see cref="EmbeddingTrainer"/>.</summary>

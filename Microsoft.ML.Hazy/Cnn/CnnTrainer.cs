@@ -31,91 +31,104 @@ namespace Microsoft.ML.Hazy.Cnn;
 /// <see cref="HazyTrainerOptions.CancellationToken"/>.
 /// ]]></format>
 /// </remarks>
-public sealed class CnnTrainer : IEstimator<HazyPredictionTransformer>
+public sealed class CnnTrainer : HazyTrainer<CnnTrainer.Options>
 {
     /// <summary>Options of the CNN trainer.</summary>
     public sealed class Options : HazyTrainerOptions
     {
+        /// <summary>The CNN trainer's defaults, used by these options and by the catalog's short overloads.</summary>
+        public static new class Defaults
+        {
+            /// <summary>Passes over the training data.</summary>
+            public const int NumberOfEpochs = HazyTrainerOptions.Defaults.NumberOfEpochs;
+
+            /// <summary>Rows per optimizer step.</summary>
+            public const int BatchSize = HazyTrainerOptions.Defaults.BatchSize;
+
+            /// <summary>Peak learning rate: 2e-3 (the base options' 1e-3 trains the CNN more slowly).</summary>
+            public const double LearningRate = 2e-3;
+
+            /// <summary>Channels of the image: 1.</summary>
+            public const int Channels = 1;
+
+            /// <summary>Output channels of the convolution blocks: 16 and 32 (a new array on every read).</summary>
+            public static int[] Filters => new[] { 16, 32 };
+
+            /// <summary>Side of the convolution kernels: 3.</summary>
+            public const int KernelSize = 3;
+
+            /// <summary>Stride of the convolutions: 2.</summary>
+            public const int Stride = 2;
+
+            /// <summary>Zero padding of the convolutions: 1.</summary>
+            public const int Padding = 1;
+
+            /// <summary>Spatial dropout after each block: 0.25.</summary>
+            public const double DropoutRate = 0.25;
+        }
+
         /// <summary>The CNN's defaults; the learning rate is 2e-3 (the base options' 1e-3 trains it more slowly).</summary>
-        public Options() => LearningRate = 2e-3;
+        public Options() => LearningRate = Defaults.LearningRate;
 
         /// <summary>Channels C of the image.</summary>
-        public int Channels = 1;
+        public int Channels { get; set; } = Defaults.Channels;
 
         /// <summary>Height H of the image in pixels; required.</summary>
-        public int Height;
+        public int Height { get; set; }
 
         /// <summary>Width W of the image in pixels; required.</summary>
-        public int Width;
+        public int Width { get; set; }
 
         /// <summary>Output channels of each convolution block, in order; one block per entry.</summary>
-        public int[] Filters = { 16, 32 };
+        public int[] Filters { get; set; } = Defaults.Filters;
 
         /// <summary>Side of the square convolution kernels.</summary>
-        public int KernelSize = 3;
+        public int KernelSize { get; set; } = Defaults.KernelSize;
 
         /// <summary>Stride of the convolutions (2 halves the feature map in each block).</summary>
-        public int Stride = 2;
+        public int Stride { get; set; } = Defaults.Stride;
 
         /// <summary>Zero padding on each side of the convolutions' input.</summary>
-        public int Padding = 1;
+        public int Padding { get; set; } = Defaults.Padding;
 
         /// <summary>Spatial dropout (whole feature maps, Dropout2d) after each block; identity when scoring.</summary>
-        public double DropoutRate = 0.25;
-    }
+        public double DropoutRate { get; set; } = Defaults.DropoutRate;
 
-    private readonly HazyEnvironment _env;
-    private readonly Options _options;
-    private readonly PredictionKind _kind;
-
-    internal CnnTrainer(HazyEnvironment env, Options options, PredictionKind kind)
-    {
-        _env = env;
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _kind = kind;
-        Positive(options.Channels, "Channels");
-        Positive(options.Height, "Height");
-        Positive(options.Width, "Width");
-        if (options.Filters is null || options.Filters.Length == 0 || options.Filters.Any(f => f <= 0))
-            throw new ArgumentOutOfRangeException(nameof(options), "Options.Filters must list at least one positive channel count.");
-        Positive(options.KernelSize, "KernelSize");
-        Positive(options.Stride, "Stride");
-        if (options.Padding < 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.Padding, "Options.Padding must be 0 or positive.");
-        if (!(options.DropoutRate >= 0 && options.DropoutRate < 1))
-            throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
-        if ((long)options.Channels * options.Height * options.Width > int.MaxValue)
-            throw new ArgumentOutOfRangeException(nameof(options), "Options.Channels·Height·Width is too large.");
-        var (h, w) = CnnNetwork.OutputSide(options.Height, options.Width, options.Filters.Length, options.KernelSize, options.Stride, options.Padding);
-        if (h <= 0 || w <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options),
-                $"A {options.Height}×{options.Width} image is too small for {options.Filters.Length} convolution(s) of kernel {options.KernelSize}, stride {options.Stride} and padding {options.Padding}; use fewer Filters, a smaller KernelSize or Stride, or more Padding.");
-
-        static void Positive(int value, string name)
+        internal override void Check()
         {
-            if (value <= 0)
-                throw new ArgumentOutOfRangeException("options", value, $"Options.{name} must be positive.");
+            base.Check();
+            Require(Channels > 0, nameof(Channels), Channels, "must be positive");
+            Require(Height > 0, nameof(Height), Height, "must be positive");
+            Require(Width > 0, nameof(Width), Width, "must be positive");
+            Require(Filters is { Length: > 0 } && Filters.All(f => f > 0), nameof(Filters), Filters is null ? null : $"[{string.Join(", ", Filters)}]",
+                "must list at least one positive channel count");
+            Require(KernelSize > 0, nameof(KernelSize), KernelSize, "must be positive");
+            Require(Stride > 0, nameof(Stride), Stride, "must be positive");
+            Require(Padding >= 0, nameof(Padding), Padding, "must be 0 or positive");
+            RequireRate(DropoutRate, nameof(DropoutRate));
+            if ((long)Channels * Height * Width > int.MaxValue)
+                throw new ArgumentOutOfRangeException(nameof(Channels), "Options.Channels·Height·Width is too large.");
+            var (h, w) = CnnNetwork.OutputSide(Height, Width, Filters!.Length, KernelSize, Stride, Padding);
+            if (h <= 0 || w <= 0)
+                throw new ArgumentOutOfRangeException(nameof(Filters),
+                    $"A {Height}×{Width} image is too small for {Filters.Length} convolution(s) of kernel {KernelSize}, stride {Stride} and padding {Padding}; use fewer Filters, a smaller KernelSize or Stride, or more Padding.");
         }
     }
 
-    /// <summary>The task this trainer solves.</summary>
-    public PredictionKind Kind => _kind;
-
-    /// <summary>Trains the network and returns the scoring model.</summary>
-    public HazyPredictionTransformer Fit(IDataView input)
+    internal CnnTrainer(HazyEnvironment env, Options options, PredictionKind kind)
+        : base(env, "Hazy.Cnn", options, kind)
     {
-        ArgumentNullException.ThrowIfNull(input);
-        var o = _options;
+    }
+
+    private protected override TrainingPlan PlanTraining(IDataView input, Options o)
+    {
         int size = o.Channels * o.Height * o.Width;
         var features = SchemaChecks.FloatVectorColumn(input.Schema, o.FeatureColumnName, requireKnownSize: true);
         int actual = ((VectorDataViewType)features.Type).Size;
         if (actual != size)
             throw new ArgumentOutOfRangeException(nameof(input),
                 $"Column '{o.FeatureColumnName}' has {actual} values per row; expected Channels·Height·Width = {o.Channels}·{o.Height}·{o.Width} = {size}.");
-        return SupervisedTrainer.Fit(_env, "Hazy.Cnn", o, _kind, input,
+        return new TrainingPlan("Hazy.Cnn", o,
             (_, outputSize) => new CnnNetwork(o.Channels, o.Height, o.Width, o.Filters, o.KernelSize, o.Stride, o.Padding, o.DropoutRate, outputSize));
     }
-
-    /// <summary>The output schema, checked against the input columns, before any training.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => SupervisedTrainer.GetOutputSchema(inputSchema, _options, _kind);
 }

@@ -26,57 +26,70 @@ namespace Microsoft.ML.Hazy.Embedding;
 /// the feature column.
 /// ]]></format>
 /// </remarks>
-public sealed class EmbeddingTrainer : IEstimator<HazyPredictionTransformer>
+public sealed class EmbeddingTrainer : HazyTrainer<EmbeddingTrainer.Options>
 {
     /// <summary>Options of the embedding trainer.</summary>
     public sealed class Options : HazyTrainerOptions
     {
+        /// <summary>The embedding trainer's defaults, used by these options and by the catalog's short overload.</summary>
+        public static new class Defaults
+        {
+            /// <summary>D, the values per embedding: 32.</summary>
+            public const int EmbeddingSize = 32;
+
+            /// <summary>Widths of the encoder's hidden layers: 128 (a new array on every read).</summary>
+            public static int[] HiddenLayers => new[] { 128 };
+
+            /// <summary>Embeddings have unit L2 norm.</summary>
+            public const bool Normalize = true;
+        }
+
         /// <summary>D, the values per embedding.</summary>
-        public int EmbeddingSize { get; set; } = 32;
+        public int EmbeddingSize { get; set; } = Defaults.EmbeddingSize;
 
         /// <summary>Widths of the encoder's hidden layers (ReLU); may be empty for a linear encoder.</summary>
-        public int[] HiddenLayers { get; set; } = { 128 };
+        public int[] HiddenLayers { get; set; } = Defaults.HiddenLayers;
 
         /// <summary>Scale each embedding to unit L2 norm (in training, TorchSharp scoring and the ONNX graph alike).</summary>
-        public bool Normalize { get; set; } = true;
+        public bool Normalize { get; set; } = Defaults.Normalize;
 
         /// <summary>The output column.</summary>
         public string OutputColumnName { get; set; } = DefaultColumnNames.Embedding;
-    }
 
-    private readonly HazyEnvironment _env;
-    private readonly Options _options;
+        internal override void Check()
+        {
+            base.Check();
+            Require(EmbeddingSize > 0, nameof(EmbeddingSize), EmbeddingSize, "must be positive");
+            Require(HiddenLayers is not null && HiddenLayers.All(w => w > 0), nameof(HiddenLayers), HiddenLayers is null ? null : $"[{string.Join(", ", HiddenLayers)}]",
+                "must list positive widths (it may be empty for a linear encoder)");
+            Require(!string.IsNullOrWhiteSpace(OutputColumnName), nameof(OutputColumnName), OutputColumnName, "must name a column");
+        }
+    }
 
     internal EmbeddingTrainer(HazyEnvironment env, Options options)
+        : base(env, "Hazy.Embedding", options, PredictionKind.Embedding)
     {
-        _env = env;
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        if (options.EmbeddingSize <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.EmbeddingSize, "Options.EmbeddingSize must be positive.");
-        if (options.HiddenLayers is null || options.HiddenLayers.Any(w => w <= 0))
-            throw new ArgumentOutOfRangeException(nameof(options), "Options.HiddenLayers must list positive widths (it may be empty for a linear encoder).");
-        ArgumentException.ThrowIfNullOrWhiteSpace(options.OutputColumnName, nameof(options));
     }
 
-    private EmbeddingHead Head => new(_options.EmbeddingSize, _options.Normalize, _options.OutputColumnName);
+    /// <summary>Trained as a classifier of the key label; the classifier is dropped at export.</summary>
+    private protected override OutputHead TrainingHead => OutputHead.For(PredictionKind.MulticlassClassification);
 
-    /// <summary>Trains the encoder and returns the model that outputs the embedding column.</summary>
-    public HazyPredictionTransformer Fit(IDataView input)
+    private protected override OutputHead ScoringHead => Head(TrainerOptions);
+
+    private static EmbeddingHead Head(Options options) => new(options.EmbeddingSize, options.Normalize, options.OutputColumnName);
+
+    private protected override TrainingPlan PlanTraining(IDataView input, Options options)
     {
-        var head = Head;
+        var head = Head(options);
         int inputSize = 0;
-        var hidden = _options.HiddenLayers.ToArray();
-        return SupervisedTrainer.Fit(_env, "Hazy.Embedding", _options, OutputHead.For(PredictionKind.MulticlassClassification), input,
+        var hidden = options.HiddenLayers.ToArray();
+        return new TrainingPlan("Hazy.Embedding", options,
             (features, classes) => new EmbeddingClassifier(inputSize = features, hidden, head, classes),
-            export: trained =>
+            Export: trained =>
             {
                 var encoder = ((EmbeddingClassifier)trained).CopyEncoder(inputSize, hidden);
                 trained.Dispose();
                 return (encoder, head);
             });
     }
-
-    /// <summary>The output schema, checked against the input columns (a key label, a known-size feature vector), before any training.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) =>
-        SupervisedTrainer.GetOutputSchema(inputSchema, _options, OutputHead.For(PredictionKind.MulticlassClassification), scoringHead: Head);
 }

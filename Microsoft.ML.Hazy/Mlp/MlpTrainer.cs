@@ -27,28 +27,50 @@ namespace Microsoft.ML.Hazy.Mlp;
 /// to <c>MLContext.Log</c> and can be cancelled through <see cref="HazyTrainerOptions.CancellationToken"/>.
 /// ]]></format>
 /// </remarks>
-public sealed class MlpTrainer : IEstimator<HazyPredictionTransformer>
+public sealed class MlpTrainer : HazyTrainer<MlpTrainer.Options>
 {
     /// <summary>Options of the MLP trainer.</summary>
     public sealed class Options : HazyTrainerOptions
     {
+        /// <summary>The MLP trainer's defaults, used by these options and by the catalog's short overloads.</summary>
+        public static new class Defaults
+        {
+            /// <summary>Passes over the training data.</summary>
+            public const int NumberOfEpochs = HazyTrainerOptions.Defaults.NumberOfEpochs;
+
+            /// <summary>Rows per optimizer step.</summary>
+            public const int BatchSize = HazyTrainerOptions.Defaults.BatchSize;
+
+            /// <summary>Peak learning rate.</summary>
+            public const double LearningRate = HazyTrainerOptions.Defaults.LearningRate;
+
+            /// <summary>Widths of the hidden layers: 256 and 128 (a new array on every read).</summary>
+            public static int[] HiddenLayers => new[] { 256, 128 };
+
+            /// <summary>The hidden layers' activation: ReLU.</summary>
+            public const MlpActivation Activation = MlpActivation.Relu;
+
+            /// <summary>Dropout after each hidden layer: 0.1.</summary>
+            public const double DropoutRate = 0.1;
+        }
+
         /// <summary>Widths of the hidden layers.</summary>
-        public int[] HiddenLayers = { 256, 128 };
+        public int[] HiddenLayers { get; set; } = Defaults.HiddenLayers;
 
         /// <summary>The hidden layers' activation.</summary>
-        public MlpActivation Activation = MlpActivation.Relu;
+        public MlpActivation Activation { get; set; } = Defaults.Activation;
 
         /// <summary>Dropout after each hidden layer (identity when scoring).</summary>
-        public double DropoutRate = 0.1;
+        public double DropoutRate { get; set; } = Defaults.DropoutRate;
 
         /// <summary>Normalise each hidden layer's output with LayerNorm.</summary>
-        public bool LayerNorm;
+        public bool LayerNorm { get; set; }
 
         /// <summary>
         /// Blocks of each factor when the hidden layers are Monarch matrices (<see cref="Layers.Monarch.MonarchLinear"/>);
         /// 0 keeps them dense. Capped at each layer's smaller width. The output head stays dense.
         /// </summary>
-        public int MonarchBlocks;
+        public int MonarchBlocks { get; set; }
 
         /// <summary>
         /// Reverse sparsification (sparse-to-dense training): with <see cref="MonarchBlocks"/> &gt; 0 and a value in (0, 1),
@@ -57,47 +79,37 @@ public sealed class MlpTrainer : IEstimator<HazyPredictionTransformer>
         /// schedule runs on over the switch, and the optimizer state carries over for the parameters that keep their shape
         /// (biases, norms, head); the densified weights start with fresh moments. 0 never densifies.
         /// </summary>
-        public double DensifyAfterFraction;
-    }
+        public double DensifyAfterFraction { get; set; }
 
-    private readonly HazyEnvironment _env;
-    private readonly Options _options;
-    private readonly PredictionKind _kind;
+        internal override void Check()
+        {
+            base.Check();
+            Require(HiddenLayers is not null && HiddenLayers.All(w => w > 0), nameof(HiddenLayers), HiddenLayers is null ? null : $"[{string.Join(", ", HiddenLayers)}]",
+                "must list positive widths (it may be empty for a linear model)");
+            Require(Enum.IsDefined(Activation), nameof(Activation), Activation, "is not an MlpActivation");
+            RequireRate(DropoutRate, nameof(DropoutRate));
+            Require(MonarchBlocks >= 0, nameof(MonarchBlocks), MonarchBlocks, "must be 0 (dense) or a positive block count");
+            RequireRate(DensifyAfterFraction, nameof(DensifyAfterFraction));
+            Require(DensifyAfterFraction == 0 || MonarchBlocks > 0, nameof(DensifyAfterFraction), DensifyAfterFraction,
+                "needs Options.MonarchBlocks > 0: only Monarch layers are densified");
+        }
+    }
 
     internal MlpTrainer(HazyEnvironment env, Options options, PredictionKind kind)
+        : base(env, "Hazy.Mlp", options, kind)
     {
-        _env = env;
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _kind = kind;
-        if (options.HiddenLayers is null || options.HiddenLayers.Any(w => w <= 0))
-            throw new ArgumentOutOfRangeException(nameof(options), "Options.HiddenLayers must list positive widths (it may be empty for a linear model).");
-        if (!(options.DropoutRate >= 0 && options.DropoutRate < 1))
-            throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
-        if (options.MonarchBlocks < 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.MonarchBlocks, "Options.MonarchBlocks must be 0 (dense) or a positive block count.");
-        if (options.DensifyAfterFraction < 0 || options.DensifyAfterFraction >= 1)
-            throw new ArgumentOutOfRangeException(nameof(options), options.DensifyAfterFraction, "Options.DensifyAfterFraction must be within [0, 1).");
-        if (options.DensifyAfterFraction > 0 && options.MonarchBlocks == 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.DensifyAfterFraction, "Options.DensifyAfterFraction needs Options.MonarchBlocks > 0: only Monarch layers are densified.");
     }
 
-    /// <summary>The task this trainer solves.</summary>
-    public PredictionKind Kind => _kind;
-
-    /// <summary>Trains the network and returns the scoring model.</summary>
-    public HazyPredictionTransformer Fit(IDataView input)
+    private protected override TrainingPlan PlanTraining(IDataView input, Options options)
     {
         NetworkSwitch? densify = null;
-        if (_options.DensifyAfterFraction > 0)
+        if (options.DensifyAfterFraction > 0)
         {
-            int after = Math.Clamp((int)Math.Round(_options.DensifyAfterFraction * _options.NumberOfEpochs), 1, Math.Max(1, _options.NumberOfEpochs - 1));
+            int after = Math.Clamp((int)Math.Round(options.DensifyAfterFraction * options.NumberOfEpochs), 1, Math.Max(1, options.NumberOfEpochs - 1));
             densify = new NetworkSwitch(after, n => ((MlpNetwork)n).Densify(), "replaced the Monarch layers by their exact dense equivalents");
         }
-        return SupervisedTrainer.Fit(_env, "Hazy.Mlp", _options, _kind, input,
-            (inputSize, outputSize) => new MlpNetwork(inputSize, _options.HiddenLayers, outputSize, _options.Activation, _options.DropoutRate, _options.LayerNorm, _options.MonarchBlocks),
+        return new TrainingPlan("Hazy.Mlp", options,
+            (inputSize, outputSize) => new MlpNetwork(inputSize, options.HiddenLayers, outputSize, options.Activation, options.DropoutRate, options.LayerNorm, options.MonarchBlocks),
             densify);
     }
-
-    /// <summary>The output schema, checked against the input columns, before any training.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => SupervisedTrainer.GetOutputSchema(inputSchema, _options, _kind);
 }

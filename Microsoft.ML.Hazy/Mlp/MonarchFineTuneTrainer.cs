@@ -26,54 +26,66 @@ namespace Microsoft.ML.Hazy.Mlp;
 /// ```
 /// ]]></format>
 /// </remarks>
-public sealed class MonarchFineTuneTrainer : IEstimator<HazyPredictionTransformer>
+public sealed class MonarchFineTuneTrainer : HazyTrainer<MonarchFineTuneTrainer.Options>
 {
     /// <summary>Options of dense-to-sparse fine-tuning; the training options apply to the fine-tuning run.</summary>
     public sealed class Options : HazyTrainerOptions
     {
+        /// <summary>The fine-tuning defaults, used by these options and by the catalog's short overload.</summary>
+        public static new class Defaults
+        {
+            /// <summary>Fine-tuning epochs: 2.</summary>
+            public const int NumberOfEpochs = 2;
+
+            /// <summary>Peak fine-tuning learning rate: 5e-4.</summary>
+            public const double LearningRate = 5e-4;
+
+            /// <summary>Rows per optimizer step.</summary>
+            public const int BatchSize = HazyTrainerOptions.Defaults.BatchSize;
+
+            /// <summary>Blocks of each Monarch factor: 4.</summary>
+            public const int MonarchBlocks = 4;
+        }
+
         /// <summary>Creates options with fine-tuning defaults: 2 epochs at learning rate 5e-4.</summary>
         public Options()
         {
-            NumberOfEpochs = 2;
-            LearningRate = 5e-4;
+            NumberOfEpochs = Defaults.NumberOfEpochs;
+            LearningRate = Defaults.LearningRate;
         }
 
         /// <summary>Blocks of each Monarch factor of the projected hidden layers (capped at each layer's smaller width).</summary>
-        public int MonarchBlocks = 4;
+        public int MonarchBlocks { get; set; } = Defaults.MonarchBlocks;
+
+        internal override void Check()
+        {
+            base.Check();
+            Require(MonarchBlocks > 0, nameof(MonarchBlocks), MonarchBlocks, "must be positive");
+        }
     }
 
-    private readonly HazyEnvironment _env;
     private readonly HazyPredictionTransformer _model;
-    private readonly Options _options;
-    private readonly PredictionKind _kind;
 
     internal MonarchFineTuneTrainer(HazyEnvironment env, HazyPredictionTransformer model, Options options, PredictionKind kind)
+        : base(env, "Hazy.MonarchFineTune", options, kind)
     {
-        _env = env;
         _model = model ?? throw new ArgumentNullException(nameof(model));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _kind = kind;
         if (model.Kind != kind)
             throw new ArgumentException($"The model solves {model.Kind}; this catalog fine-tunes {kind} models.", nameof(model));
         if (model.Network is not MlpNetwork)
             throw new NotSupportedException($"MonarchFineTune projects Hazy MLP models; the model's network is a {model.Network.GetType().Name}.");
-        if (options.MonarchBlocks <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.MonarchBlocks, "Options.MonarchBlocks must be positive.");
     }
 
-    /// <summary>Projects the model's hidden layers on Monarch matrices and fine-tunes on <paramref name="input"/>.</summary>
-    public HazyPredictionTransformer Fit(IDataView input)
+    /// <summary>Projects the model's hidden layers on Monarch matrices and fine-tunes on the data given to <c>Fit</c>.</summary>
+    private protected override TrainingPlan PlanTraining(IDataView input, Options options)
     {
         var source = (MlpNetwork)_model.Network;
-        return SupervisedTrainer.Fit(_env, "Hazy.MonarchFineTune", _options, _kind, input, (inputSize, outputSize) =>
+        return new TrainingPlan("Hazy.MonarchFineTune", options, (inputSize, outputSize) =>
         {
             if (inputSize != source.InputSize || outputSize != source.OutputSize)
                 throw new ArgumentException(
                     $"The data has {inputSize} features and {outputSize} output(s); the model was trained with {source.InputSize} and {source.OutputSize}.", nameof(input));
-            return source.ToMonarch(_options.MonarchBlocks);
-        }, pretrained: true);
+            return source.ToMonarch(options.MonarchBlocks);
+        }, Pretrained: true);
     }
-
-    /// <summary>The output schema, checked against the input columns, before any training.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => SupervisedTrainer.GetOutputSchema(inputSchema, _options, _kind);
 }

@@ -96,13 +96,30 @@ internal static class OnnxScoringBridge
     }
 
     /// <summary>The built-in ML.NET estimators that serve the per-row graph.</summary>
+    /// <remarks>
+    /// With <paramref name="threads"/> the ONNX Runtime session uses that many intra- and inter-op threads. ML.NET takes
+    /// thread counts only through <c>OnnxOptions</c>, which reads the graph from a file: it is written to the context's
+    /// temporary folder, as ML.NET itself does with a graph given as a stream (and, like that one, is left there, since
+    /// <c>OnnxTransformer</c> reads the file again when the model is saved).
+    /// </remarks>
     public static IEstimator<ITransformer> CreateScoringEstimator(byte[] rowGraph, string inputName, IScoringOutputs outputs,
-        int? gpuDeviceId, bool fallbackToCpu, SequenceLayout? sequence = null)
+        int? gpuDeviceId, bool fallbackToCpu, SequenceLayout? sequence = null, int? threads = null)
     {
         var ml = new MLContext();
         bool padded = sequence is { IsVariableLength: true };
         string[] inputs = padded ? new[] { SequencePadding.PaddedColumn, SequencePadding.CountColumn } : new[] { inputName };
-        IEstimator<ITransformer> onnx = ml.Transforms.ApplyOnnxModel(outputs.RowOutputs, inputs, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
+        IEstimator<ITransformer> onnx = threads is int n
+            ? ml.Transforms.ApplyOnnxModel(new Microsoft.ML.Transforms.Onnx.OnnxOptions
+            {
+                ModelFile = WriteTemporaryGraph(ml, rowGraph),
+                InputColumns = inputs,
+                OutputColumns = outputs.RowOutputs,
+                GpuDeviceId = gpuDeviceId,
+                FallbackToCpu = fallbackToCpu,
+                IntraOpNumThreads = n,
+                InterOpNumThreads = n,
+            })
+            : ml.Transforms.ApplyOnnxModel(outputs.RowOutputs, inputs, new MemoryStream(rowGraph), gpuDeviceId, fallbackToCpu);
         if (padded)
         {
             onnx = ml.Transforms.CopyColumns(SequencePadding.InputColumn, inputName)
@@ -111,6 +128,13 @@ internal static class OnnxScoringBridge
                 .Append(ml.Transforms.DropColumns(SequencePadding.InputColumn, SequencePadding.PaddedColumn, SequencePadding.CountColumn));
         }
         return outputs.AppendColumns(ml, onnx);
+    }
+
+    private static string WriteTemporaryGraph(MLContext ml, byte[] graph)
+    {
+        var path = Path.Combine(ml.TempFilePath, "hazy-" + Path.GetRandomFileName() + ".onnx");
+        File.WriteAllBytes(path, graph);
+        return path;
     }
 
     /// <summary>

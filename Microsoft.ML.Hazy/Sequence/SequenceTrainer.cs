@@ -42,60 +42,107 @@ namespace Microsoft.ML.Hazy.Sequence;
 /// `CancellationToken` before each layer, so cancelling takes effect within a long step.
 /// ]]></format>
 /// </remarks>
-public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
+public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
 {
     /// <summary>Options of the sequence trainer. Defaults follow the reference S4D model (4 × 128, post-norm LayerNorm, dropout 0.1, AdamW 0.01 / 0.01).</summary>
     public sealed class Options : HazyTrainerOptions
     {
+        /// <summary>The sequence trainer's defaults, used by these options and by the catalog's short overloads.</summary>
+        public static new class Defaults
+        {
+            /// <summary>Passes over the training data.</summary>
+            public const int NumberOfEpochs = HazyTrainerOptions.Defaults.NumberOfEpochs;
+
+            /// <summary>Rows per optimizer step.</summary>
+            public const int BatchSize = HazyTrainerOptions.Defaults.BatchSize;
+
+            /// <summary>Peak learning rate: the reference's 1e-2 (the state-space parameters keep their own).</summary>
+            public const double LearningRate = 1e-2;
+
+            /// <summary>Weight decay: the reference's 1e-2.</summary>
+            public const double WeightDecay = 1e-2;
+
+            /// <summary>Values per time step: 1.</summary>
+            public const int Channels = 1;
+
+            /// <summary>The layer type of the blocks: S4D.</summary>
+            public const SequenceBackbone Backbone = SequenceBackbone.S4D;
+
+            /// <summary>The model dimension H: 128.</summary>
+            public const int ModelDimension = 128;
+
+            /// <summary>The number of blocks: 4.</summary>
+            public const int NumberOfLayers = 4;
+
+            /// <summary>Dropout: 0.1.</summary>
+            public const double DropoutRate = 0.1;
+
+            /// <summary>The blocks' normalisation: LayerNorm.</summary>
+            public const SequenceNormalization Normalization = SequenceNormalization.LayerNorm;
+        }
+
         /// <summary>Sets the reference's learning rate and weight decay.</summary>
         public Options()
         {
-            LearningRate = 1e-2;
-            WeightDecay = 1e-2;
+            LearningRate = Defaults.LearningRate;
+            WeightDecay = Defaults.WeightDecay;
         }
 
         /// <summary>Values per time step: 1 for a univariate series, C for C channels interleaved time-major.</summary>
-        public int Channels = 1;
+        public int Channels { get; set; } = Defaults.Channels;
 
         /// <summary>
         /// For a variable-size feature column, the most time steps a row may have when the exported model scores it;
         /// 0 takes the longest training row. Ignored for a known-size column (every row has its length).
         /// </summary>
-        public int MaximumLength;
+        public int MaximumLength { get; set; }
 
         /// <summary>The layer type of the blocks.</summary>
-        public SequenceBackbone Backbone = SequenceBackbone.S4D;
+        public SequenceBackbone Backbone { get; set; } = Defaults.Backbone;
 
         /// <summary>The model dimension H: the encoder's output width and every block's width.</summary>
-        public int ModelDimension = 128;
+        public int ModelDimension { get; set; } = Defaults.ModelDimension;
 
         /// <summary>The number of blocks.</summary>
-        public int NumberOfLayers = 4;
+        public int NumberOfLayers { get; set; } = Defaults.NumberOfLayers;
 
         /// <summary>Dropout inside layers and on each residual branch, one mask per row and feature shared across time.</summary>
-        public double DropoutRate = 0.1;
+        public double DropoutRate { get; set; } = Defaults.DropoutRate;
 
         /// <summary>The blocks' normalisation.</summary>
-        public SequenceNormalization Normalization = SequenceNormalization.LayerNorm;
+        public SequenceNormalization Normalization { get; set; } = Defaults.Normalization;
 
         /// <summary>Normalise before each layer (pre-norm, with a final norm) instead of after the residual sum (post-norm).</summary>
-        public bool PreNorm;
+        public bool PreNorm { get; set; }
 
         /// <summary>Let layers see later steps too (for classification of whole sequences); a bidirectional model cannot stream.</summary>
-        public bool Bidirectional;
+        public bool Bidirectional { get; set; }
 
         /// <summary>
         /// Blocks of each factor when the backbone's projections are Monarch matrices (<see cref="Layers.Monarch.MonarchLinear"/>):
         /// S4D's GLU output projection, the Transformer's query, key, value and output projections and its feed-forward
         /// layers. 0 keeps them dense. Capped at each layer's smaller width. The encoder (C → H) and the decoder stay dense.
         /// </summary>
-        public int MonarchBlocks;
+        public int MonarchBlocks { get; set; }
 
         /// <summary>Options of the S4D backbone.</summary>
-        public S4DOptions S4D = new();
+        public S4DOptions S4D { get; set; } = new();
 
         /// <summary>Options of the Transformer backbone.</summary>
-        public Attention.TransformerOptions Transformer = new();
+        public Attention.TransformerOptions Transformer { get; set; } = new();
+
+        internal override void Check()
+        {
+            base.Check();
+            Require(Channels > 0, nameof(Channels), Channels, "must be positive");
+            Require(MaximumLength >= 0, nameof(MaximumLength), MaximumLength, "must not be negative");
+            Require(ModelDimension > 0, nameof(ModelDimension), ModelDimension, "must be positive");
+            Require(NumberOfLayers > 0, nameof(NumberOfLayers), NumberOfLayers, "must be positive");
+            RequireRate(DropoutRate, nameof(DropoutRate));
+            Require(MonarchBlocks >= 0, nameof(MonarchBlocks), MonarchBlocks, "must be 0 (dense) or a positive block count");
+            // The backbone checks its own options (S4D's state size, the Transformer's heads) as it is built.
+            SequenceBackbones.Create(this);
+        }
 
         /// <summary>A copy whose parameter groups also hold the backbone's, addressed in every block.</summary>
         internal Options WithLayerGroups(IEnumerable<ParameterGroupOptions> layerGroups)
@@ -108,45 +155,20 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
         }
     }
 
-    private readonly HazyEnvironment _env;
-    private readonly Options _options;
-    private readonly PredictionKind _kind;
-
     internal SequenceTrainer(HazyEnvironment env, Options options, PredictionKind kind)
+        : base(env, "Hazy.Sequence", options, kind)
     {
-        _env = env;
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _kind = kind;
-        if (options.Channels <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.Channels, "Options.Channels must be positive.");
-        if (options.MaximumLength < 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.MaximumLength, "Options.MaximumLength must not be negative.");
-        if (options.ModelDimension <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.ModelDimension, "Options.ModelDimension must be positive.");
-        if (options.NumberOfLayers <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.NumberOfLayers, "Options.NumberOfLayers must be positive.");
-        if (!(options.DropoutRate >= 0 && options.DropoutRate < 1))
-            throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
-        if (options.MonarchBlocks < 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.MonarchBlocks, "Options.MonarchBlocks must be 0 (dense) or a positive block count.");
-        SequenceBackbones.Create(options);
     }
 
-    /// <summary>The task this trainer solves.</summary>
-    public PredictionKind Kind => _kind;
+    private protected override SequenceInput? SchemaSequence => new(TrainerOptions.Channels, TrainerOptions.MaximumLength);
 
-    /// <summary>Trains the network and returns the scoring model.</summary>
-    public HazyPredictionTransformer Fit(IDataView input)
+    private protected override TrainingPlan PlanTraining(IDataView input, Options options)
     {
-        var backbone = SequenceBackbones.Create(_options);
-        var shape = new SequenceNetworkShape(_options.ModelDimension, _options.DropoutRate, _options.Bidirectional, _options.MonarchBlocks);
-        return SupervisedTrainer.Fit(_env, "Hazy.Sequence." + _options.Backbone, _options.WithLayerGroups(backbone.LayerParameterGroups), _kind, input,
-            (channels, outputs) => new SequenceNetwork(channels, outputs, _options.NumberOfLayers, shape, _options.Normalization, _options.PreNorm, backbone),
-            sequence: new SequenceInput(_options.Channels, _options.MaximumLength,
-                (rows, steps) => SequenceNetwork.TrainingBytes(backbone, shape, _options.NumberOfLayers, _options.Channels, rows, steps)));
+        var backbone = SequenceBackbones.Create(options);
+        var shape = new SequenceNetworkShape(options.ModelDimension, options.DropoutRate, options.Bidirectional, options.MonarchBlocks);
+        return new TrainingPlan("Hazy.Sequence." + options.Backbone, options.WithLayerGroups(backbone.LayerParameterGroups),
+            (channels, outputs) => new SequenceNetwork(channels, outputs, options.NumberOfLayers, shape, options.Normalization, options.PreNorm, backbone),
+            Sequence: new SequenceInput(options.Channels, options.MaximumLength,
+                (rows, steps) => SequenceNetwork.TrainingBytes(backbone, shape, options.NumberOfLayers, options.Channels, rows, steps)));
     }
-
-    /// <summary>The output schema, checked against the input columns, before any training.</summary>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) =>
-        SupervisedTrainer.GetOutputSchema(inputSchema, _options, _kind, new SequenceInput(_options.Channels, _options.MaximumLength));
 }

@@ -29,12 +29,22 @@ public sealed record TrainingEpoch(int Epoch, double TrainLoss, double? Validati
 /// | `PredictedLabel` | Boolean, or a key with the training label's values | classification |
 /// | `Embedding` (or the trainer's output column) | known-size vector of Single, unit L2 norm when normalised | embedding models, instead of the columns above |
 /// ]]></format>
+/// <para>
+/// It is an <see cref="ISingleFeaturePredictionTransformer{TModel}"/> of <see cref="HazyModelParameters"/>, so ML.NET's
+/// <c>PermutationFeatureImportance</c> (multiclass, binary and regression catalogs) takes it directly.
+/// </para>
+/// <para>
+/// Dispose it when done: that frees the TorchSharp network (scoring through <see cref="ScoringChain"/> keeps working).
+/// A <see cref="TransformerChain{TLastTransformer}"/> disposes the transformers it holds, so disposing the chain a
+/// pipeline's <c>Fit</c> returns, or each fold model <c>CrossValidate</c> returns, frees the network too.
+/// </para>
 /// </remarks>
-public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDisposable
+public sealed class HazyPredictionTransformer : ISingleFeaturePredictionTransformer<HazyModelParameters>, ICanSaveModel, IDisposable
 {
     private readonly object _networkLock = new();
     private nn.Module<Tensor, Tensor>? _network;
     private Func<nn.Module<Tensor, Tensor>>? _loadNetwork;
+    private HazyModelParameters? _model;
     private bool _disposed;
 
     internal HazyPredictionTransformer(TransformerChain<ITransformer> scoringChain, nn.Module<Tensor, Tensor> network,
@@ -75,6 +85,14 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
 
     /// <summary>The feature column the model reads.</summary>
     public string FeatureColumnName { get; }
+
+    /// <summary>The feature column's type: a vector of Single of the row's size (variable size for a variable-length sequence model).</summary>
+    public DataViewType FeatureColumnType => Sequence is { IsVariableLength: true }
+        ? new VectorDataViewType(NumberDataViewType.Single)
+        : new VectorDataViewType(NumberDataViewType.Single, (int)RowShape.Aggregate(1L, (a, b) => a * b));
+
+    /// <summary>The model: task, row shape, classes and the trained network.</summary>
+    public HazyModelParameters Model => _model ??= new HazyModelParameters(Network, Kind, RowShape, ClassNames);
 
     /// <summary>
     /// The shape of one row's features as the network sees them: [D] for a vector model, [L, C] for a

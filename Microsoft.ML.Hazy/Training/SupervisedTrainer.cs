@@ -137,7 +137,8 @@ internal static class SupervisedTrainer
         using (no_grad())
             rowGraph = OnnxScoringBridge.BuildGraph(network, options.FeatureColumnName, rowShape, scoringHead, batched: false, layout);
         var fitted = OnnxScoringBridge
-            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, scoringHead, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu, layout)
+            .CreateScoringEstimator(rowGraph, options.FeatureColumnName, scoringHead, device.type == DeviceType.CUDA ? device.index : null, env.FallbackToCpu, layout,
+                options.NumberOfThreads)
             .Fit(input);
         var chain = new TransformerChain<ITransformer>(fitted is IEnumerable<ITransformer> parts ? parts.ToArray() : new[] { fitted });
         ch.Info(MessageSensitivity.None, $"Trained in {summary.Seconds:F1} s; exported an ONNX graph of {rowGraph.Length / 1024.0:F0} KiB.");

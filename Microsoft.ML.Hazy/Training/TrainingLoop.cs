@@ -81,7 +81,7 @@ internal static class TrainingLoop
                 int stepInEpoch = 0;
                 foreach (var batch in train.GetBatches(batchSize, seed + epoch, device))
                 {
-                    options.CancellationToken.ThrowIfCancellationRequested();
+                    options.ThrowIfCancelled();
                     using var scope = NewDisposeScope();
                     using var _ = batch;
                     double factor = LearningRateFactor(step, warmupSteps, totalSteps, options.Schedule);

@@ -34,7 +34,7 @@ public sealed class CnnTrainerTests
     public void NonPositiveSizesAreRefusedByName(string field, int value)
     {
         var options = BlobImages.SmallOptions();
-        typeof(CnnTrainer.Options).GetField(field)!.SetValue(options, value);
+        typeof(CnnTrainer.Options).GetProperty(field)!.SetValue(options, value);
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() => new MLContext(1).MulticlassClassification.Trainers.HazyCnn(options));
         Assert.That(ex!.Message, Does.Contain($"Options.{field}"));
     }

@@ -18,7 +18,7 @@ public sealed class TrainingOptionsReliabilityTests
     {
         var ml = new MLContext(1);
         var options = Blobs.SmallOptions();
-        typeof(MlpTrainer.Options).GetField(option)!.SetValue(options, double.NaN);
+        typeof(MlpTrainer.Options).GetProperty(option)!.SetValue(options, double.NaN);
 
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
             ml.MulticlassClassification.Trainers.HazyMlp(options).Fit(Blobs.Keyed(ml, Blobs.Make(40, 1))));
