@@ -151,16 +151,17 @@ namespace Microsoft.ML
         /// <param name="labelColumnName">The label column: a key type.</param>
         /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
         /// <param name="channels">Values per time step.</param>
-        /// <param name="modelDimension">The model width H.</param>
-        /// <param name="numberOfLayers">The number of S4D blocks.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="modelDimension">The model width H; 0 sizes it to the data (see <see cref="SequenceTrainer.Options"/>).</param>
+        /// <param name="numberOfLayers">The number of S4D blocks; 0 sizes it to the data.</param>
+        /// <param name="numberOfEpochs">Passes over the data; 0 trains the fewest epochs that take 300 optimizer steps.</param>
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
-        /// <param name="batchSize">Rows per step.</param>
+        /// <param name="batchSize">Rows per step; 0 sizes it to the data (16 below 2,000 rows).</param>
+        /// <param name="maximumLength">For series of different lengths, the most time steps a row may have when the model scores it; 0 takes the longest training row.</param>
         public static SequenceTrainer HazyS4D(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
             string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
-            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
+            int modelDimension = 0, int numberOfLayers = 0, int numberOfEpochs = 0, double learningRate = 1e-2, int batchSize = 0, int maximumLength = 0) =>
             new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
+                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize, maximumLength),
                 PredictionKind.MulticlassClassification);
 
         /// <summary>An S4D sequence multiclass classifier with all options.</summary>
@@ -180,16 +181,17 @@ namespace Microsoft.ML
         /// <param name="labelColumnName">The label column: Boolean.</param>
         /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
         /// <param name="channels">Values per time step.</param>
-        /// <param name="modelDimension">The model width H.</param>
-        /// <param name="numberOfLayers">The number of S4D blocks.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="modelDimension">The model width H; 0 sizes it to the data (see <see cref="SequenceTrainer.Options"/>).</param>
+        /// <param name="numberOfLayers">The number of S4D blocks; 0 sizes it to the data.</param>
+        /// <param name="numberOfEpochs">Passes over the data; 0 trains the fewest epochs that take 300 optimizer steps.</param>
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
-        /// <param name="batchSize">Rows per step.</param>
+        /// <param name="batchSize">Rows per step; 0 sizes it to the data (16 below 2,000 rows).</param>
+        /// <param name="maximumLength">For series of different lengths, the most time steps a row may have when the model scores it; 0 takes the longest training row.</param>
         public static SequenceTrainer HazyS4D(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
             string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
-            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
+            int modelDimension = 0, int numberOfLayers = 0, int numberOfEpochs = 0, double learningRate = 1e-2, int batchSize = 0, int maximumLength = 0) =>
             new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
+                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize, maximumLength),
                 PredictionKind.BinaryClassification);
 
         /// <summary>An S4D sequence binary classifier with all options.</summary>
@@ -209,16 +211,17 @@ namespace Microsoft.ML
         /// <param name="labelColumnName">The label column: Single.</param>
         /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
         /// <param name="channels">Values per time step.</param>
-        /// <param name="modelDimension">The model width H.</param>
-        /// <param name="numberOfLayers">The number of S4D blocks.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="modelDimension">The model width H; 0 sizes it to the data (see <see cref="SequenceTrainer.Options"/>).</param>
+        /// <param name="numberOfLayers">The number of S4D blocks; 0 sizes it to the data.</param>
+        /// <param name="numberOfEpochs">Passes over the data; 0 trains the fewest epochs that take 300 optimizer steps.</param>
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
-        /// <param name="batchSize">Rows per step.</param>
+        /// <param name="batchSize">Rows per step; 0 sizes it to the data (16 below 2,000 rows).</param>
+        /// <param name="maximumLength">For series of different lengths, the most time steps a row may have when the model scores it; 0 takes the longest training row.</param>
         public static SequenceTrainer HazyS4D(this RegressionCatalog.RegressionTrainers catalog,
             string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
-            int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
+            int modelDimension = 0, int numberOfLayers = 0, int numberOfEpochs = 0, double learningRate = 1e-2, int batchSize = 0, int maximumLength = 0) =>
             new(HazyEnvironment.From((object)catalog),
-                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize),
+                HazyCatalog.MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize, maximumLength),
                 PredictionKind.Regression);
 
         /// <summary>An S4D sequence regressor with all options.</summary>
@@ -359,14 +362,15 @@ namespace Microsoft.ML.Hazy
             /// <param name="labelColumnName">The label column.</param>
             /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
             /// <param name="channels">Values per time step.</param>
-            /// <param name="modelDimension">The model width H.</param>
-            /// <param name="numberOfLayers">The number of S4D blocks.</param>
-            /// <param name="numberOfEpochs">Passes over the data.</param>
+            /// <param name="modelDimension">The model width H; 0 sizes it to the data (see <see cref="SequenceTrainer.Options"/>).</param>
+            /// <param name="numberOfLayers">The number of S4D blocks; 0 sizes it to the data.</param>
+            /// <param name="numberOfEpochs">Passes over the data; 0 trains the fewest epochs that take 300 optimizer steps.</param>
             /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
-            /// <param name="batchSize">Rows per step.</param>
+            /// <param name="batchSize">Rows per step; 0 sizes it to the data (16 below 2,000 rows).</param>
+            /// <param name="maximumLength">For series of different lengths, the most time steps a row may have when the model scores it; 0 takes the longest training row.</param>
             public SequenceTrainer S4D(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = 1,
-                int modelDimension = 128, int numberOfLayers = 4, int numberOfEpochs = 10, double learningRate = 1e-2, int batchSize = 64) =>
-                new(_env, MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize), _kind);
+                int modelDimension = 0, int numberOfLayers = 0, int numberOfEpochs = 0, double learningRate = 1e-2, int batchSize = 0, int maximumLength = 0) =>
+                new(_env, MakeSequenceOptions(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize, maximumLength), _kind);
 
             /// <summary>An S4D sequence model with all options.</summary>
             /// <param name="options">The trainer's options; <see cref="SequenceTrainer.Options.Backbone"/> must be <see cref="SequenceBackbone.S4D"/>.</param>
@@ -389,8 +393,9 @@ namespace Microsoft.ML.Hazy
             BatchSize = batchSize,
         };
 
-        internal static SequenceTrainer.Options MakeSequenceOptions(string label, string features, int channels, int width, int layers, int epochs, double lr, int batchSize) => new()
+        internal static SequenceTrainer.Options MakeSequenceOptions(string label, string features, int channels, int width, int layers, int epochs, double lr, int batchSize, int maximumLength) => new()
         {
+            MaximumLength = maximumLength,
             LabelColumnName = label,
             FeatureColumnName = features,
             Channels = channels,

@@ -42,14 +42,27 @@ namespace Microsoft.ML.Hazy.Sequence;
 /// </remarks>
 public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
 {
-    /// <summary>Options of the sequence trainer. Defaults follow the reference S4D model (4 × 128, post-norm LayerNorm, dropout 0.1, AdamW 0.01 / 0.01).</summary>
+    /// <summary>
+    /// Options of the sequence trainer. The layers follow the reference S4D model (post-norm LayerNorm, dropout 0.1,
+    /// AdamW 0.01 / 0.01); width, depth, batch size and epochs are sized to the training data unless set.
+    /// </summary>
+    /// <remarks>
+    /// <see cref="ModelDimension"/>, <see cref="NumberOfLayers"/>, <see cref="HazyTrainerOptions.BatchSize"/> and
+    /// <see cref="HazyTrainerOptions.NumberOfEpochs"/> default to 0, which sizes them when training starts: fewer than
+    /// 2,000 rows train in batches of 16 and from 2,000 rows in batches of 32; fewer than 10,000 rows get 3 blocks of
+    /// width 64 and more rows the reference's 4 × 128, at half the width for sequences longer than 512 steps; and epochs
+    /// left at 0 become the fewest that take 300 optimizer steps (see <see cref="HazyTrainerOptions.MinimumSteps"/>).
+    /// A value you set is kept. <see cref="Presets"/> holds complete recipes measured on real data sets.
+    /// </remarks>
     public sealed class Options : HazyTrainerOptions
     {
-        /// <summary>Sets the reference's learning rate and weight decay.</summary>
+        /// <summary>Sets the reference's learning rate and weight decay, and leaves batch size and epochs to be sized to the data.</summary>
         public Options()
         {
             LearningRate = 1e-2;
             WeightDecay = 1e-2;
+            BatchSize = 0;
+            NumberOfEpochs = 0;
         }
 
         /// <summary>Values per time step: 1 for a univariate series, C for C channels interleaved time-major.</summary>
@@ -64,11 +77,11 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
         /// <summary>The layer type of the blocks.</summary>
         public SequenceBackbone Backbone = SequenceBackbone.S4D;
 
-        /// <summary>The model dimension H: the encoder's output width and every block's width.</summary>
-        public int ModelDimension = 128;
+        /// <summary>The model dimension H: the encoder's output width and every block's width; 0 (the default) sizes it to the data.</summary>
+        public int ModelDimension;
 
-        /// <summary>The number of blocks.</summary>
-        public int NumberOfLayers = 4;
+        /// <summary>The number of blocks; 0 (the default) sizes it to the data.</summary>
+        public int NumberOfLayers;
 
         /// <summary>Dropout inside layers and on each residual branch, one mask per row and feature shared across time.</summary>
         public double DropoutRate = 0.1;
@@ -95,6 +108,71 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
         /// <summary>Options of the Transformer backbone.</summary>
         public Attention.TransformerOptions Transformer = new();
 
+        /// <summary>A shallow copy.</summary>
+        internal Options Copy() => (Options)MemberwiseClone();
+
+        /// <summary>
+        /// Complete recipes to start from, measured by the samples (<c>Hazy.Samples s4d</c>): each returns new options
+        /// that can be changed before they are passed to a trainer.
+        /// </summary>
+        public static class Presets
+        {
+            /// <summary>
+            /// Time-series classification on a few dozen to a few hundred series (the UCR/UEA archive): a bidirectional
+            /// 3 × 64 S4D backbone, batches of 16, AdamW 0.01 with weight decay 0.05, 10 % warm-up, and at least 20 epochs
+            /// and 400 optimizer steps.
+            /// </summary>
+            /// <remarks>
+            /// With it the <c>s4d</c> sample reached test accuracies of 0.97–1.00 on GunPoint, ItalyPowerDemand, BasicMotions
+            /// and JapaneseVowels, as good as the best stock ML.NET trainer on each, in under a minute of training each on two cores.
+            /// </remarks>
+            /// <param name="channels">Values per time step.</param>
+            /// <param name="maximumLength">For series of different lengths, the most time steps a scored row may have; 0 takes the longest training row.</param>
+            /// <returns>New options with the recipe; the default columns <c>Label</c> and <c>Features</c>.</returns>
+            public static Options UcrClassification(int channels = 1, int maximumLength = 0) => new()
+            {
+                Channels = channels,
+                MaximumLength = maximumLength,
+                ModelDimension = 64,
+                NumberOfLayers = 3,
+                Bidirectional = true,
+                DropoutRate = 0.1,
+                NumberOfEpochs = 20,
+                MinimumSteps = 400,
+                BatchSize = 16,
+                LearningRate = 1e-2,
+                WeightDecay = 5e-2,
+                WarmupFraction = 0.1,
+                S4D = new S4DOptions { StateSize = 64 },
+            };
+
+            /// <summary>
+            /// Images read as sequences of pixels (sequential Fashion-MNIST: 784 steps of one channel), tens of thousands of
+            /// rows: a bidirectional pre-norm 3 × 32 S4D backbone with BatchNorm and no dropout, batches of 32, AdamW 0.02 with
+            /// weight decay 0.01, 5 % warm-up, 3 epochs, and a state-space learning rate of 0.005.
+            /// </summary>
+            /// <remarks>Width and epochs are what a 20-minute budget on two cores allows at 784 steps per row.</remarks>
+            /// <param name="channels">Values per pixel (1 for grey images).</param>
+            /// <param name="numberOfEpochs">Passes over the data.</param>
+            /// <returns>New options with the recipe; the default columns <c>Label</c> and <c>Features</c>.</returns>
+            public static Options SequentialImage(int channels = 1, int numberOfEpochs = 3) => new()
+            {
+                Channels = channels,
+                ModelDimension = 32,
+                NumberOfLayers = 3,
+                Bidirectional = true,
+                PreNorm = true,
+                Normalization = SequenceNormalization.BatchNorm,
+                DropoutRate = 0,
+                NumberOfEpochs = numberOfEpochs,
+                BatchSize = 32,
+                LearningRate = 2e-2,
+                WeightDecay = 1e-2,
+                WarmupFraction = 0.05,
+                S4D = new S4DOptions { StateSize = 64, SsmLearningRate = 5e-3 },
+            };
+        }
+
         /// <summary>A copy whose parameter groups also hold the backbone's, addressed in every block.</summary>
         internal Options WithLayerGroups(IEnumerable<ParameterGroupOptions> layerGroups)
         {
@@ -119,10 +197,10 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
             throw new ArgumentOutOfRangeException(nameof(options), options.Channels, "Options.Channels must be positive.");
         if (options.MaximumLength < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.MaximumLength, "Options.MaximumLength must not be negative.");
-        if (options.ModelDimension <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.ModelDimension, "Options.ModelDimension must be positive.");
-        if (options.NumberOfLayers <= 0)
-            throw new ArgumentOutOfRangeException(nameof(options), options.NumberOfLayers, "Options.NumberOfLayers must be positive.");
+        if (options.ModelDimension < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.ModelDimension, "Options.ModelDimension must be positive, or 0 to size it to the data.");
+        if (options.NumberOfLayers < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.NumberOfLayers, "Options.NumberOfLayers must be positive, or 0 to size it to the data.");
         if (!(options.DropoutRate >= 0 && options.DropoutRate < 1))
             throw new ArgumentOutOfRangeException(nameof(options), options.DropoutRate, "Options.DropoutRate must be within [0, 1).");
         if (options.MonarchBlocks < 0)
@@ -136,12 +214,16 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
     /// <summary>Trains the network and returns the scoring model.</summary>
     public HazyPredictionTransformer Fit(IDataView input)
     {
-        var backbone = SequenceBackbones.Create(_options);
-        var shape = new SequenceNetworkShape(_options.ModelDimension, _options.DropoutRate, _options.Bidirectional, _options.MonarchBlocks);
-        return SupervisedTrainer.Fit(_env, "Hazy.Sequence." + _options.Backbone, _options.WithLayerGroups(backbone.LayerParameterGroups), _kind, input,
-            (channels, outputs) => new SequenceNetwork(channels, outputs, _options.NumberOfLayers, shape, _options.Normalization, _options.PreNorm, backbone),
-            sequence: new SequenceInput(_options.Channels, _options.MaximumLength,
-                (rows, steps) => SequenceNetwork.TrainingBytes(backbone, shape, _options.NumberOfLayers, _options.Channels, rows, steps)));
+        ArgumentNullException.ThrowIfNull(input);
+        SequenceTrainer.Options options;
+        using (var channel = _env.Env.Register("Hazy.Sequence." + _options.Backbone).Start("Sizing"))
+            options = SequenceSizing.Resolve(_options, input, channel);
+        var backbone = SequenceBackbones.Create(options);
+        var shape = new SequenceNetworkShape(options.ModelDimension, options.DropoutRate, options.Bidirectional, options.MonarchBlocks);
+        return SupervisedTrainer.Fit(_env, "Hazy.Sequence." + options.Backbone, options.WithLayerGroups(backbone.LayerParameterGroups), _kind, input,
+            (channels, outputs) => new SequenceNetwork(channels, outputs, options.NumberOfLayers, shape, options.Normalization, options.PreNorm, backbone),
+            sequence: new SequenceInput(options.Channels, options.MaximumLength,
+                (rows, steps) => SequenceNetwork.TrainingBytes(backbone, shape, options.NumberOfLayers, options.Channels, rows, steps)));
     }
 
     /// <summary>The output schema, checked against the input columns, before any training.</summary>

@@ -98,7 +98,9 @@ public sealed class HazyPredictionTransformer : ITransformer, ICanSaveModel, IDi
     {
         ArgumentNullException.ThrowIfNull(input);
         CheckFeatureColumn(input.Schema);
-        return ScoringChain.Transform(input);
+        if (Sequence is { IsVariableLength: true } layout)
+            input = ScoringInputGuard.CheckRowLength(input, FeatureColumnName, layout.Channels, layout.PaddedValues);
+        return ScoringInputGuard.SurfaceErrors(ScoringChain.Transform(input));
     }
 
     private void CheckFeatureColumn(DataViewSchema schema)

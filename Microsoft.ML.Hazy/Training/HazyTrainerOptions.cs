@@ -116,6 +116,32 @@ public abstract class HazyTrainerOptions
     /// <summary>Clip the gradients' global norm to this value; 0 disables.</summary>
     public double GradientClipNorm;
 
+    /// <summary>
+    /// When positive, training takes at least this many optimizer steps: <see cref="NumberOfEpochs"/> is raised to the
+    /// whole number of epochs that reaches it. A small data set then still gets enough updates (100 rows in batches of 64
+    /// make only 2 steps an epoch). 0 (the default) trains exactly <see cref="NumberOfEpochs"/> epochs.
+    /// </summary>
+    public int MinimumSteps { get; set; }
+
+    /// <summary>
+    /// When positive, training takes at most about this many optimizer steps: <see cref="NumberOfEpochs"/> is lowered to
+    /// the whole number of epochs that stays within it, but never below one epoch. Applied after <see cref="MinimumSteps"/>.
+    /// 0 (the default) sets no limit.
+    /// </summary>
+    public int MaximumSteps { get; set; }
+
+    /// <summary>
+    /// When no <see cref="ValidationSet"/> is given, the fraction of the training rows held out as one, stratified by
+    /// class for classifiers and chosen with the run's seed; the model keeps the weights of the epoch with the lowest
+    /// loss on the held-out rows, and <see cref="EarlyStoppingPatience"/> stops on it. The rows are held out only when
+    /// the training data has at least <see cref="MinimumRowsForValidationSplit"/> rows (a tiny set needs every row to
+    /// learn from). 0 (the default) holds out nothing.
+    /// </summary>
+    public double ValidationFraction { get; set; }
+
+    /// <summary>The fewest training rows for which <see cref="ValidationFraction"/> holds rows out; 1,000 by default.</summary>
+    public int MinimumRowsForValidationSplit { get; set; } = 1000;
+
     /// <summary>Seed for weights, dropout and shuffling; null draws one from the <see cref="MLContext"/> seed.</summary>
     public int? Seed;
 
@@ -127,6 +153,9 @@ public abstract class HazyTrainerOptions
 
     /// <summary>Sees every optimizer step (tests use it to follow the schedule and the loss across a network switch).</summary>
     internal Action<TrainingStep>? StepObserver;
+
+    /// <summary>A copy sharing every reference (validation set, parameter groups, progress) with this one.</summary>
+    internal HazyTrainerOptions ShallowCopy() => (HazyTrainerOptions)MemberwiseClone();
 }
 
 /// <summary>ML.NET's default column names (ML.NET keeps its own constants internal).</summary>

@@ -33,8 +33,13 @@ internal static class SupervisedTrainer
         var host = env.Env.Register(componentName);
         using var ch = host.Start("Training");
         var labelKind = LabelKindOf(kind);
-        var train = new DataViewBatcher(input, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0);
-        var layout = sequence is null ? null : Layout(train, sequence);
+        int seed = options.Seed ?? host.Rand.Next();
+        (options, var trainData) = ValidationSplit.Apply(options, input, labelKind, seed, ch);
+        var train = new DataViewBatcher(trainData, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence?.Channels ?? 0);
+        options = TrainingBudget.Apply(options, train.CountRows(), ch);
+        // The exported length covers the held-out rows too.
+        var layout = sequence is null ? null : Layout(ReferenceEquals(trainData, input) ? train
+            : new DataViewBatcher(input, options.FeatureColumnName, options.LabelColumnName, labelKind, sequence.Channels), sequence);
         if (sequence?.TrainingBytes is { } trainingBytes)
             MemoryBudget.CheckSequenceStep(trainingBytes, options, train, sequence.Channels);
         int inputSize = sequence?.Channels ?? train.FeatureSize;
@@ -59,7 +64,6 @@ internal static class SupervisedTrainer
                     $"Column '{options.LabelColumnName}' of the validation set has a different number of classes than the training data; map both with the same MapValueToKey transformer.");
         }
 
-        int seed = options.Seed ?? host.Rand.Next();
         var device = DevicePolicy.Resolve(env.GpuDeviceId, env.FallbackToCpu, w => ch.Warning(MessageSensitivity.None, w));
         ch.Info(MessageSensitivity.None, $"Training {componentName} ({kind}) on {device.type} with seed {seed}: {inputSize} features, {outputs} output(s).");
         // One generator per run (weights, dropout), never libtorch's global one, so concurrent Fit calls stay reproducible.

@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Sequence;
+using Spectre.Console;
+
+namespace Hazy.Samples;
+
+/// <summary>
+/// What a new user gets: the S4D trainer's short overload (columns and channel count only) against the sample's
+/// UCR recipe, on small 10-class series sets: the first 100 Fashion-MNIST images read as sequences of 784 pixels,
+/// and PickupGestureWiimoteZ (50 variable-length series). Prints test accuracy and training seconds of each.
+/// </summary>
+internal static class DefaultsSample
+{
+    public static int Run(SampleContext context)
+    {
+        var selected = context.Text("datasets") is { } list
+            ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            : ["Fashion100", "PickupGestureWiimoteZ"];
+        var modes = context.Text("modes") is { } m
+            ? m.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            : ["short", "preset"];
+        TorchSharp.torch.set_num_threads(context.Integer("threads", Environment.ProcessorCount));
+        var table = new Table().Title("S4D on small 10-class series sets").AddColumn("Data set").AddColumn("Trainer")
+            .AddColumn(new TableColumn("Test accuracy").RightAligned()).AddColumn(new TableColumn("Train s").RightAligned())
+            .AddColumn(new TableColumn("Epochs run").RightAligned());
+        foreach (var name in selected)
+        {
+            var ml = new MLContext(seed: 1);
+            ml.Log += (_, e) =>
+            {
+                if (e.Message.Contains("Epoch ", StringComparison.Ordinal) || e.Message.Contains("Early stopping", StringComparison.Ordinal)
+                    || e.Message.Contains("budget", StringComparison.OrdinalIgnoreCase) || e.Message.Contains("sized", StringComparison.OrdinalIgnoreCase))
+                    AnsiConsole.MarkupLine("  [grey]" + Markup.Escape(e.Message) + "[/]");
+            };
+            var (train, test, channels, maxLength) = Load(ml, name, context.Integer("test-rows", 1000));
+            foreach (var mode in modes)
+            {
+                context.CancellationToken.ThrowIfCancellationRequested();
+                AnsiConsole.MarkupLine(Markup.Escape($"{name}: {mode}"));
+                var clock = Stopwatch.StartNew();
+                IEstimator<ITransformer> trainer = mode switch
+                {
+                    "short" => ml.MulticlassClassification.Trainers.HazyS4D(channels: channels),
+                    _ => throw new ArgumentException($"Unknown mode '{mode}'."),
+                };
+                var model = trainer.Fit(train);
+                double seconds = clock.Elapsed.TotalSeconds;
+                var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+                int epochs = (model as Microsoft.ML.Hazy.Training.HazyPredictionTransformer)?.TrainingHistory.Count ?? 0;
+                AnsiConsole.MarkupLine(Invariant($"  accuracy {metrics.MicroAccuracy:F4}, trained in {seconds:F1} s, {epochs} epochs"));
+                table.AddRow(name, mode, Invariant($"{metrics.MicroAccuracy:F4}"), Invariant($"{seconds:F1}"), Invariant($"{epochs}"));
+                (model as IDisposable)?.Dispose();
+            }
+        }
+        AnsiConsole.Write(table);
+        return 0;
+    }
+
+    private static (IDataView Train, IDataView Test, int Channels, int MaxLength) Load(MLContext ml, string name, int testRows)
+    {
+        if (name.StartsWith("Fashion", StringComparison.OrdinalIgnoreCase))
+        {
+            int rows = int.Parse(name["Fashion".Length..], CultureInfo.InvariantCulture);
+            var (train, test) = FashionMnist.LoadDefault(ml, rows, testRows);
+            return (train, test, 1, 784);
+        }
+        var folder = UcrTimeSeries.FindSharedDataDirectory() ?? throw new DirectoryNotFoundException("The shared UCR data is absent.");
+        var (ucrTrain, ucrTest) = UcrTimeSeries.LoadPair(folder, name);
+        return (ucrTrain.ToDataView(ml), ucrTest.ToDataView(ml), ucrTrain.ChannelCount, Math.Max(ucrTrain.Length, ucrTest.Length));
+    }
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
