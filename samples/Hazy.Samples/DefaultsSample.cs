@@ -9,8 +9,8 @@ using Spectre.Console;
 namespace Hazy.Samples;
 
 /// <summary>
-/// What a new user gets: the S4D trainer's short overload (columns and channel count only) against the sample's
-/// UCR recipe, on small 10-class series sets: the first 100 Fashion-MNIST images read as sequences of 784 pixels,
+/// What a new user gets: the S4D trainer's short overload (columns and channel count only) against the UCR preset
+/// (<c>SequenceTrainer.Options.Presets.UcrClassification</c>) and the short overload's former fixed defaults (4 × 128, batches of 64, 10 epochs), on small 10-class series sets: the first 100 Fashion-MNIST images read as sequences of 784 pixels,
 /// and PickupGestureWiimoteZ (50 variable-length series). Prints test accuracy and training seconds of each.
 /// </summary>
 internal static class DefaultsSample
@@ -44,7 +44,11 @@ internal static class DefaultsSample
                 var clock = Stopwatch.StartNew();
                 IEstimator<ITransformer> trainer = mode switch
                 {
-                    "short" => ml.MulticlassClassification.Trainers.HazyS4D(channels: channels),
+                    "short" => ml.MulticlassClassification.Trainers.HazyS4D(channels: channels, maximumLength: maxLength),
+                    // The short overload's defaults before they were sized to the data.
+                    "reference" => ml.MulticlassClassification.Trainers.HazyS4D(channels: channels, modelDimension: 128, numberOfLayers: 4, numberOfEpochs: 10,
+                        batchSize: 64, maximumLength: maxLength),
+                    "preset" => ml.MulticlassClassification.Trainers.HazyS4D(SequenceTrainer.Options.Presets.UcrClassification(channels, maxLength)),
                     _ => throw new ArgumentException($"Unknown mode '{mode}'."),
                 };
                 var model = trainer.Fit(train);

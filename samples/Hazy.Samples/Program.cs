@@ -28,7 +28,7 @@ SampleCommand[] commands =
     new("attention", "The Transformer (FlashAttention) backbone beside S4D and stock ML.NET trainers on the s4d command's data sets; writes metrics.json.",
         [output, datasets, fashionRows, fashionEpochs, s4dThreads], S4DSample.RunAttention),
     new("defaults", "The S4D short overload (columns and channels only) against the UCR preset on small 10-class series sets.",
-        [datasets, s4dThreads, SampleOption.Text("modes", "--modes short,preset  Trainers to run (default both)."),
+        [datasets, s4dThreads, SampleOption.Text("modes", "--modes short,preset,reference  Trainers to run (default short and preset)."),
          SampleOption.PositiveInteger("test-rows", "--test-rows N  Fashion-MNIST test images scored (default 1000).")],
         DefaultsSample.Run),
     new("explain", "Attribution methods on a Fashion-MNIST CNN: faithfulness, plausibility, sanity checks and speed per method; writes metrics.json and maps.png.",
