@@ -115,7 +115,7 @@ internal static class S4DSample
         options.Progress = progress;
         var clock = Stopwatch.StartNew();
         using var model = progress.Run(
-            Invariant($"S4D {options.NumberOfLayers}×{options.ModelDimension}, N = {options.S4D.StateSize}, {options.NumberOfEpochs} epochs"),
+            Invariant($"S4D {options.NumberOfLayers}×{options.ModelDimension}, N = {options.S4D.StateSize}, {options.NumberOfEpochs} epochs, ≥ {options.MinimumSteps} steps"),
             () => ml.MulticlassClassification.Trainers.HazyS4D(options).Fit(problem.SequenceTrain));
         double trainSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
@@ -134,7 +134,7 @@ internal static class S4DSample
             var tmContext = new MLContext(seed: 1);
             clock.Restart();
             using var tm = progress.Run(
-                Invariant($"Transformer {attention.NumberOfLayers}×{attention.ModelDimension}, {attention.Transformer.NumberOfHeads} heads, {attention.NumberOfEpochs} epochs"),
+                Invariant($"Transformer {attention.NumberOfLayers}×{attention.ModelDimension}, {attention.Transformer.NumberOfHeads} heads, {attention.NumberOfEpochs} epochs, ≥ {attention.MinimumSteps} steps"),
                 () => tmContext.MulticlassClassification.Trainers.HazySequence(attention).Fit(problem.SequenceTrain));
             double tmSeconds = clock.Elapsed.TotalSeconds;
             clock.Restart();
@@ -179,6 +179,7 @@ internal static class S4DSample
         PreNorm = true,
         DropoutRate = s4d.DropoutRate,
         NumberOfEpochs = s4d.NumberOfEpochs,
+        MinimumSteps = s4d.MinimumSteps,
         BatchSize = s4d.BatchSize,
         LearningRate = 2e-3,
         WeightDecay = s4d.WeightDecay,
