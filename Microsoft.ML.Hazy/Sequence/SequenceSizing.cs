@@ -13,12 +13,16 @@ namespace Microsoft.ML.Hazy.Sequence;
 /// small batches of 16 (enough steps per epoch) and a 3 × 64 backbone, as the UCR recipe
 /// (<see cref="SequenceTrainer.Options.Presets.UcrClassification"/>) that reached the stock trainers' accuracy on those sets;
 /// sequences longer than 512 steps halve the width; from 10,000 rows on the reference's 4 × 128 and batches of 32.
-/// Epochs left at 0 become the fewest that take <see cref="DefaultSteps"/> optimizer steps (at least one).
+/// Epochs left at 0 become the fewest that take <see cref="DefaultSteps"/> optimizer steps (at least one), and then a tenth
+/// of a set of at least <see cref="Training.HazyTrainerOptions.MinimumRowsForValidationSplit"/> rows is held out to keep the best epoch.
 /// </remarks>
 internal static class SequenceSizing
 {
     /// <summary>The optimizer steps of a run whose epochs are sized to the data.</summary>
     public const int DefaultSteps = 300;
+
+    /// <summary>The share of the rows held out when the epochs are sized to the data and the set is large enough.</summary>
+    public const double DefaultValidationFraction = 0.1;
 
     /// <summary>Whether any option waits to be sized to the data.</summary>
     public static bool IsNeeded(SequenceTrainer.Options o) => o.ModelDimension == 0 || o.NumberOfLayers == 0 || o.BatchSize == 0 || o.NumberOfEpochs == 0;
@@ -51,6 +55,9 @@ internal static class SequenceSizing
         {
             copy.NumberOfEpochs = 1;
             copy.MinimumSteps = Math.Max(copy.MinimumSteps, DefaultSteps);
+            // From MinimumRowsForValidationSplit rows on, a tenth of them picks the best epoch.
+            if (copy.ValidationFraction == 0 && copy.ValidationSet is null)
+                copy.ValidationFraction = DefaultValidationFraction;
         }
         channel?.Info(MessageSensitivity.None,
             $"Sized to the data ({rows} rows of up to {steps} steps): {copy.NumberOfLayers} × {copy.ModelDimension} blocks, batches of {copy.BatchSize}, " +

@@ -51,7 +51,9 @@ public sealed class SequenceTrainer : IEstimator<HazyPredictionTransformer>
     /// <see cref="HazyTrainerOptions.NumberOfEpochs"/> default to 0, which sizes them when training starts: fewer than
     /// 2,000 rows train in batches of 16 and from 2,000 rows in batches of 32; fewer than 10,000 rows get 3 blocks of
     /// width 64 and more rows the reference's 4 × 128, at half the width for sequences longer than 512 steps; and epochs
-    /// left at 0 become the fewest that take 300 optimizer steps (see <see cref="HazyTrainerOptions.MinimumSteps"/>).
+    /// left at 0 become the fewest that take 300 optimizer steps (see <see cref="HazyTrainerOptions.MinimumSteps"/>), with a
+    /// tenth of the rows held out to keep the best epoch when there are at least 1,000 and no validation set is given
+    /// (see <see cref="HazyTrainerOptions.ValidationFraction"/>).
     /// A value you set is kept. <see cref="Presets"/> holds complete recipes measured on real data sets.
     /// </remarks>
     public sealed class Options : HazyTrainerOptions

@@ -15,7 +15,7 @@ public sealed class SequenceDefaultsTests
         var data = Waves.Keyed(ml, Waves.MakeVariable(100, 1, minLength: 500, maxLength: 600));
         var sized = SequenceSizing.Resolve(new SequenceTrainer.Options { Channels = Waves.Channels }, data, null);
         // 100 rows: batches of 16 and 3 blocks; more than 512 steps: width 64 / 2; epochs for 300 steps of 7 batches.
-        Assert.That((sized.ModelDimension, sized.NumberOfLayers, sized.BatchSize, sized.NumberOfEpochs, sized.MinimumSteps), Is.EqualTo((32, 3, 16, 1, 300)));
+        Assert.That((sized.ModelDimension, sized.NumberOfLayers, sized.BatchSize, sized.NumberOfEpochs, sized.MinimumSteps, sized.ValidationFraction), Is.EqualTo((32, 3, 16, 1, 300, 0.1)));
         Assert.That(TrainingBudget.Epochs(sized.NumberOfEpochs, sized.MinimumSteps, 0, 100, sized.BatchSize), Is.EqualTo(43));
 
         var set = new SequenceTrainer.Options { Channels = Waves.Channels, ModelDimension = 24, NumberOfLayers = 2, BatchSize = 8, NumberOfEpochs = 5 };
