@@ -70,16 +70,17 @@ namespace Microsoft.ML
         /// <param name="labelColumnName">The label column: a key type.</param>
         /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
         /// <param name="channels">Values per time step.</param>
-        /// <param name="modelDimension">The model width H.</param>
-        /// <param name="numberOfLayers">The number of S4D blocks.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="modelDimension">The model width H; 0 sizes it to the data (see <see cref="SequenceTrainer.Options"/>).</param>
+        /// <param name="numberOfLayers">The number of S4D blocks; 0 sizes it to the data.</param>
+        /// <param name="numberOfEpochs">Passes over the data; 0 trains the fewest epochs that take 300 optimizer steps.</param>
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
-        /// <param name="batchSize">Rows per step.</param>
+        /// <param name="batchSize">Rows per step; 0 sizes it to the data (16 below 2,000 rows).</param>
+        /// <param name="maximumLength">For series of different lengths, the most time steps a row may have when the model scores it; 0 takes the longest training row.</param>
         public static SequenceTrainer HazyS4D(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
             string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = SequenceDefaults.Channels,
             int modelDimension = SequenceDefaults.ModelDimension, int numberOfLayers = SequenceDefaults.NumberOfLayers,
-            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize) =>
-            Tasks(catalog, PredictionKind.MulticlassClassification).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize);
+            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize, int maximumLength = 0) =>
+            Tasks(catalog, PredictionKind.MulticlassClassification).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize, maximumLength);
 
         /// <summary>An S4D sequence multiclass classifier with all options.</summary>
         /// <param name="catalog">The multiclass trainers catalog.</param>
@@ -134,16 +135,17 @@ namespace Microsoft.ML
         /// <param name="labelColumnName">The label column: Boolean.</param>
         /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
         /// <param name="channels">Values per time step.</param>
-        /// <param name="modelDimension">The model width H.</param>
-        /// <param name="numberOfLayers">The number of S4D blocks.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="modelDimension">The model width H; 0 sizes it to the data (see <see cref="SequenceTrainer.Options"/>).</param>
+        /// <param name="numberOfLayers">The number of S4D blocks; 0 sizes it to the data.</param>
+        /// <param name="numberOfEpochs">Passes over the data; 0 trains the fewest epochs that take 300 optimizer steps.</param>
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
-        /// <param name="batchSize">Rows per step.</param>
+        /// <param name="batchSize">Rows per step; 0 sizes it to the data (16 below 2,000 rows).</param>
+        /// <param name="maximumLength">For series of different lengths, the most time steps a row may have when the model scores it; 0 takes the longest training row.</param>
         public static SequenceTrainer HazyS4D(this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
             string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = SequenceDefaults.Channels,
             int modelDimension = SequenceDefaults.ModelDimension, int numberOfLayers = SequenceDefaults.NumberOfLayers,
-            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize) =>
-            Tasks(catalog, PredictionKind.BinaryClassification).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize);
+            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize, int maximumLength = 0) =>
+            Tasks(catalog, PredictionKind.BinaryClassification).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize, maximumLength);
 
         /// <summary>An S4D sequence binary classifier with all options.</summary>
         /// <param name="catalog">The binary trainers catalog.</param>
@@ -198,16 +200,17 @@ namespace Microsoft.ML
         /// <param name="labelColumnName">The label column: Single.</param>
         /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
         /// <param name="channels">Values per time step.</param>
-        /// <param name="modelDimension">The model width H.</param>
-        /// <param name="numberOfLayers">The number of S4D blocks.</param>
-        /// <param name="numberOfEpochs">Passes over the data.</param>
+        /// <param name="modelDimension">The model width H; 0 sizes it to the data (see <see cref="SequenceTrainer.Options"/>).</param>
+        /// <param name="numberOfLayers">The number of S4D blocks; 0 sizes it to the data.</param>
+        /// <param name="numberOfEpochs">Passes over the data; 0 trains the fewest epochs that take 300 optimizer steps.</param>
         /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
-        /// <param name="batchSize">Rows per step.</param>
+        /// <param name="batchSize">Rows per step; 0 sizes it to the data (16 below 2,000 rows).</param>
+        /// <param name="maximumLength">For series of different lengths, the most time steps a row may have when the model scores it; 0 takes the longest training row.</param>
         public static SequenceTrainer HazyS4D(this RegressionCatalog.RegressionTrainers catalog,
             string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = SequenceDefaults.Channels,
             int modelDimension = SequenceDefaults.ModelDimension, int numberOfLayers = SequenceDefaults.NumberOfLayers,
-            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize) =>
-            Tasks(catalog, PredictionKind.Regression).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize);
+            int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize, int maximumLength = 0) =>
+            Tasks(catalog, PredictionKind.Regression).S4D(labelColumnName, featureColumnName, channels, modelDimension, numberOfLayers, numberOfEpochs, learningRate, batchSize, maximumLength);
 
         /// <summary>An S4D sequence regressor with all options.</summary>
         /// <param name="catalog">The regression trainers catalog.</param>
@@ -365,15 +368,16 @@ namespace Microsoft.ML.Hazy
             /// <param name="labelColumnName">The label column.</param>
             /// <param name="featureColumnName">The sequence column: a vector of Single, time-major steps of <paramref name="channels"/> values (variable size for sequences of different lengths).</param>
             /// <param name="channels">Values per time step.</param>
-            /// <param name="modelDimension">The model width H.</param>
-            /// <param name="numberOfLayers">The number of S4D blocks.</param>
-            /// <param name="numberOfEpochs">Passes over the data.</param>
+            /// <param name="modelDimension">The model width H; 0 sizes it to the data (see <see cref="SequenceTrainer.Options"/>).</param>
+            /// <param name="numberOfLayers">The number of S4D blocks; 0 sizes it to the data.</param>
+            /// <param name="numberOfEpochs">Passes over the data; 0 trains the fewest epochs that take 300 optimizer steps.</param>
             /// <param name="learningRate">Peak learning rate (the state-space parameters keep their own, 1e-3).</param>
-            /// <param name="batchSize">Rows per step.</param>
+            /// <param name="batchSize">Rows per step; 0 sizes it to the data (16 below 2,000 rows).</param>
+            /// <param name="maximumLength">For series of different lengths, the most time steps a row may have when the model scores it; 0 takes the longest training row.</param>
             public SequenceTrainer S4D(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features, int channels = SequenceDefaults.Channels,
                 int modelDimension = SequenceDefaults.ModelDimension, int numberOfLayers = SequenceDefaults.NumberOfLayers,
-                int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize) =>
-                S4D(Short(new SequenceTrainer.Options { Channels = channels, ModelDimension = modelDimension, NumberOfLayers = numberOfLayers },
+                int numberOfEpochs = SequenceDefaults.NumberOfEpochs, double learningRate = SequenceDefaults.LearningRate, int batchSize = SequenceDefaults.BatchSize, int maximumLength = 0) =>
+                S4D(Short(new SequenceTrainer.Options { Channels = channels, ModelDimension = modelDimension, NumberOfLayers = numberOfLayers, MaximumLength = maximumLength },
                     labelColumnName, featureColumnName, numberOfEpochs, learningRate, batchSize));
 
             /// <summary>An S4D sequence model with all options.</summary>

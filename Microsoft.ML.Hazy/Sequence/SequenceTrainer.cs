@@ -44,17 +44,30 @@ namespace Microsoft.ML.Hazy.Sequence;
 /// </remarks>
 public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
 {
-    /// <summary>Options of the sequence trainer. Defaults follow the reference S4D model (4 × 128, post-norm LayerNorm, dropout 0.1, AdamW 0.01 / 0.01).</summary>
+    /// <summary>
+    /// Options of the sequence trainer. The layers follow the reference S4D model (post-norm LayerNorm, dropout 0.1,
+    /// AdamW 0.01 / 0.01); width, depth, batch size and epochs are sized to the training data unless set.
+    /// </summary>
+    /// <remarks>
+    /// <see cref="ModelDimension"/>, <see cref="NumberOfLayers"/>, <see cref="HazyTrainerOptions.BatchSize"/> and
+    /// <see cref="HazyTrainerOptions.NumberOfEpochs"/> default to 0, which sizes them when training starts: fewer than
+    /// 2,000 rows train in batches of 16 and from 2,000 rows in batches of 32; fewer than 10,000 rows get 3 blocks of
+    /// width 64 and more rows the reference's 4 × 128, at half the width for sequences longer than 512 steps; and epochs
+    /// left at 0 become the fewest that take 300 optimizer steps (see <see cref="HazyTrainerOptions.MinimumSteps"/>), with a
+    /// tenth of the rows held out to keep the best epoch when there are at least 1,000 and no validation set is given
+    /// (see <see cref="HazyTrainerOptions.ValidationFraction"/>).
+    /// A value you set is kept. <see cref="Presets"/> holds complete recipes measured on real data sets.
+    /// </remarks>
     public sealed class Options : HazyTrainerOptions
     {
         /// <summary>The sequence trainer's defaults, used by these options and by the catalog's short overloads.</summary>
         public static new class Defaults
         {
-            /// <summary>Passes over the training data.</summary>
-            public const int NumberOfEpochs = HazyTrainerOptions.Defaults.NumberOfEpochs;
+            /// <summary>Passes over the training data: 0, the fewest epochs that take 300 optimizer steps.</summary>
+            public const int NumberOfEpochs = 0;
 
-            /// <summary>Rows per optimizer step.</summary>
-            public const int BatchSize = HazyTrainerOptions.Defaults.BatchSize;
+            /// <summary>Rows per optimizer step: 0, sized to the data (16 below 2,000 rows, else 32).</summary>
+            public const int BatchSize = 0;
 
             /// <summary>Peak learning rate: the reference's 1e-2 (the state-space parameters keep their own).</summary>
             public const double LearningRate = 1e-2;
@@ -68,11 +81,11 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
             /// <summary>The layer type of the blocks: S4D.</summary>
             public const SequenceBackbone Backbone = SequenceBackbone.S4D;
 
-            /// <summary>The model dimension H: 128.</summary>
-            public const int ModelDimension = 128;
+            /// <summary>The model dimension H: 0, sized to the data.</summary>
+            public const int ModelDimension = 0;
 
-            /// <summary>The number of blocks: 4.</summary>
-            public const int NumberOfLayers = 4;
+            /// <summary>The number of blocks: 0, sized to the data.</summary>
+            public const int NumberOfLayers = 0;
 
             /// <summary>Dropout: 0.1.</summary>
             public const double DropoutRate = 0.1;
@@ -81,11 +94,13 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
             public const SequenceNormalization Normalization = SequenceNormalization.LayerNorm;
         }
 
-        /// <summary>Sets the reference's learning rate and weight decay.</summary>
+        /// <summary>Sets the reference's learning rate and weight decay, and leaves batch size and epochs to be sized to the data.</summary>
         public Options()
         {
             LearningRate = Defaults.LearningRate;
             WeightDecay = Defaults.WeightDecay;
+            BatchSize = Defaults.BatchSize;
+            NumberOfEpochs = Defaults.NumberOfEpochs;
         }
 
         /// <summary>Values per time step: 1 for a univariate series, C for C channels interleaved time-major.</summary>
@@ -100,10 +115,10 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
         /// <summary>The layer type of the blocks.</summary>
         public SequenceBackbone Backbone { get; set; } = Defaults.Backbone;
 
-        /// <summary>The model dimension H: the encoder's output width and every block's width.</summary>
+        /// <summary>The model dimension H: the encoder's output width and every block's width; 0 (the default) sizes it to the data.</summary>
         public int ModelDimension { get; set; } = Defaults.ModelDimension;
 
-        /// <summary>The number of blocks.</summary>
+        /// <summary>The number of blocks; 0 (the default) sizes it to the data.</summary>
         public int NumberOfLayers { get; set; } = Defaults.NumberOfLayers;
 
         /// <summary>Dropout inside layers and on each residual branch, one mask per row and feature shared across time.</summary>
@@ -131,17 +146,84 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
         /// <summary>Options of the Transformer backbone.</summary>
         public Attention.TransformerOptions Transformer { get; set; } = new();
 
+        private protected override bool SizesToData => true;
+
         internal override void Check()
         {
             base.Check();
             Require(Channels > 0, nameof(Channels), Channels, "must be positive");
             Require(MaximumLength >= 0, nameof(MaximumLength), MaximumLength, "must not be negative");
-            Require(ModelDimension > 0, nameof(ModelDimension), ModelDimension, "must be positive");
-            Require(NumberOfLayers > 0, nameof(NumberOfLayers), NumberOfLayers, "must be positive");
+            Require(ModelDimension >= 0, nameof(ModelDimension), ModelDimension, "must be positive, or 0 to size it to the data");
+            Require(NumberOfLayers >= 0, nameof(NumberOfLayers), NumberOfLayers, "must be positive, or 0 to size it to the data");
             RequireRate(DropoutRate, nameof(DropoutRate));
             Require(MonarchBlocks >= 0, nameof(MonarchBlocks), MonarchBlocks, "must be 0 (dense) or a positive block count");
             // The backbone checks its own options (S4D's state size, the Transformer's heads) as it is built.
             SequenceBackbones.Create(this);
+        }
+
+        /// <summary>A shallow copy.</summary>
+        internal Options Copy() => (Options)MemberwiseClone();
+
+        /// <summary>
+        /// Complete recipes to start from, measured by the samples (<c>Hazy.Samples s4d</c>): each returns new options
+        /// that can be changed before they are passed to a trainer.
+        /// </summary>
+        public static class Presets
+        {
+            /// <summary>
+            /// Time-series classification on a few dozen to a few hundred series (the UCR/UEA archive): a bidirectional
+            /// 3 × 64 S4D backbone, batches of 16, AdamW 0.01 with weight decay 0.05, 10 % warm-up, and at least 20 epochs
+            /// and 400 optimizer steps.
+            /// </summary>
+            /// <remarks>
+            /// With it the <c>s4d</c> sample reached test accuracies of 0.97–1.00 on GunPoint, ItalyPowerDemand, BasicMotions
+            /// and JapaneseVowels, as good as the best stock ML.NET trainer on each, in under a minute of training each on two cores.
+            /// </remarks>
+            /// <param name="channels">Values per time step.</param>
+            /// <param name="maximumLength">For series of different lengths, the most time steps a scored row may have; 0 takes the longest training row.</param>
+            /// <returns>New options with the recipe; the default columns <c>Label</c> and <c>Features</c>.</returns>
+            public static Options UcrClassification(int channels = 1, int maximumLength = 0) => new()
+            {
+                Channels = channels,
+                MaximumLength = maximumLength,
+                ModelDimension = 64,
+                NumberOfLayers = 3,
+                Bidirectional = true,
+                DropoutRate = 0.1,
+                NumberOfEpochs = 20,
+                MinimumSteps = 400,
+                BatchSize = 16,
+                LearningRate = 1e-2,
+                WeightDecay = 5e-2,
+                WarmupFraction = 0.1,
+                S4D = new S4DOptions { StateSize = 64 },
+            };
+
+            /// <summary>
+            /// Images read as sequences of pixels (sequential Fashion-MNIST: 784 steps of one channel), tens of thousands of
+            /// rows: a bidirectional pre-norm 3 × 32 S4D backbone with BatchNorm and no dropout, batches of 32, AdamW 0.02 with
+            /// weight decay 0.01, 5 % warm-up, 3 epochs, and a state-space learning rate of 0.005.
+            /// </summary>
+            /// <remarks>Width and epochs are what a 20-minute budget on two cores allows at 784 steps per row.</remarks>
+            /// <param name="channels">Values per pixel (1 for grey images).</param>
+            /// <param name="numberOfEpochs">Passes over the data.</param>
+            /// <returns>New options with the recipe; the default columns <c>Label</c> and <c>Features</c>.</returns>
+            public static Options SequentialImage(int channels = 1, int numberOfEpochs = 3) => new()
+            {
+                Channels = channels,
+                ModelDimension = 32,
+                NumberOfLayers = 3,
+                Bidirectional = true,
+                PreNorm = true,
+                Normalization = SequenceNormalization.BatchNorm,
+                DropoutRate = 0,
+                NumberOfEpochs = numberOfEpochs,
+                BatchSize = 32,
+                LearningRate = 2e-2,
+                WeightDecay = 1e-2,
+                WarmupFraction = 0.05,
+                S4D = new S4DOptions { StateSize = 64, SsmLearningRate = 5e-3 },
+            };
         }
 
         /// <summary>A copy whose parameter groups also hold the backbone's, addressed in every block.</summary>
@@ -164,6 +246,10 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
 
     private protected override TrainingPlan PlanTraining(IDataView input, Options options)
     {
+        var resolved = options;
+        using (var channel = Environment.Env.Register("Hazy.Sequence." + options.Backbone).Start("Sizing"))
+            resolved = SequenceSizing.Resolve(options, input, channel);
+        options = resolved;
         var backbone = SequenceBackbones.Create(options);
         var shape = new SequenceNetworkShape(options.ModelDimension, options.DropoutRate, options.Bidirectional, options.MonarchBlocks);
         return new TrainingPlan("Hazy.Sequence." + options.Backbone, options.WithLayerGroups(backbone.LayerParameterGroups),

@@ -159,10 +159,16 @@ public sealed class HazyPredictionTransformer : ISingleFeaturePredictionTransfor
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// A variable-length sequence model reads the feature column once here and throws <see cref="InvalidOperationException"/>
+    /// naming the first row longer than it accepts, so the message is not hidden inside ML.NET's worker-thread exception later.
+    /// </remarks>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
         CheckFeatureColumn(input.Schema);
+        if (Sequence is { IsVariableLength: true } layout)
+            ScoringInputGuard.CheckRowLengths(input, FeatureColumnName, layout.Channels, layout.PaddedValues);
         return ScoringChain.Transform(input);
     }
 

@@ -155,6 +155,32 @@ public abstract class HazyTrainerOptions
     /// <summary>Clip the gradients' global norm to this value; 0 disables.</summary>
     public double GradientClipNorm { get; set; }
 
+    /// <summary>
+    /// When positive, training takes at least this many optimizer steps: <see cref="NumberOfEpochs"/> is raised to the
+    /// whole number of epochs that reaches it. A small data set then still gets enough updates (100 rows in batches of 64
+    /// make only 2 steps an epoch). 0 (the default) trains exactly <see cref="NumberOfEpochs"/> epochs.
+    /// </summary>
+    public int MinimumSteps { get; set; }
+
+    /// <summary>
+    /// When positive, training takes at most about this many optimizer steps: <see cref="NumberOfEpochs"/> is lowered to
+    /// the whole number of epochs that stays within it, but never below one epoch. Applied after <see cref="MinimumSteps"/>.
+    /// 0 (the default) sets no limit.
+    /// </summary>
+    public int MaximumSteps { get; set; }
+
+    /// <summary>
+    /// When no <see cref="ValidationSet"/> is given, the fraction of the training rows held out as one, stratified by
+    /// class for classifiers and chosen with the run's seed; the model keeps the weights of the epoch with the lowest
+    /// loss on the held-out rows, and <see cref="EarlyStoppingPatience"/> stops on it. The rows are held out only when
+    /// the training data has at least <see cref="MinimumRowsForValidationSplit"/> rows (a tiny set needs every row to
+    /// learn from). 0 (the default) holds out nothing.
+    /// </summary>
+    public double ValidationFraction { get; set; }
+
+    /// <summary>The fewest training rows for which <see cref="ValidationFraction"/> holds rows out; 1,000 by default.</summary>
+    public int MinimumRowsForValidationSplit { get; set; } = 1000;
+
     /// <summary>Seed for weights, dropout and shuffling; null draws one from the <see cref="MLContext"/> seed.</summary>
     public int? Seed { get; set; }
 
@@ -183,6 +209,9 @@ public abstract class HazyTrainerOptions
     /// <summary>Sees every optimizer step (tests use it to follow the schedule and the loss across a network switch).</summary>
     internal Action<TrainingStep>? StepObserver { get; set; }
 
+    /// <summary>A copy sharing every reference (validation set, parameter groups, progress) with this one.</summary>
+    internal HazyTrainerOptions ShallowCopy() => (HazyTrainerOptions)MemberwiseClone();
+
     /// <summary>The trainer's check of its host (the MLContext's cancellation), set on the copy of the options one <c>Fit</c> uses.</summary>
     internal Action? CheckHost { get; set; }
 
@@ -209,8 +238,17 @@ public abstract class HazyTrainerOptions
     {
         Require(!string.IsNullOrWhiteSpace(LabelColumnName), nameof(LabelColumnName), LabelColumnName, "must name a column");
         Require(!string.IsNullOrWhiteSpace(FeatureColumnName), nameof(FeatureColumnName), FeatureColumnName, "must name a column");
-        Require(NumberOfEpochs > 0, nameof(NumberOfEpochs), NumberOfEpochs, "must be positive");
-        Require(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive");
+        if (SizesToData)
+        {
+            Require(NumberOfEpochs >= 0, nameof(NumberOfEpochs), NumberOfEpochs, "must be positive, or 0 to size it to the data");
+            Require(BatchSize >= 0, nameof(BatchSize), BatchSize, "must be positive, or 0 to size it to the data");
+        }
+        else
+        {
+            Require(NumberOfEpochs > 0, nameof(NumberOfEpochs), NumberOfEpochs, "must be positive");
+            Require(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive");
+        }
+        TrainingBudget.Check(this);
         RequirePositive(LearningRate, nameof(LearningRate));
         RequireNonNegative(WeightDecay, nameof(WeightDecay));
         Require(Enum.IsDefined(Optimizer), nameof(Optimizer), Optimizer, "is not a HazyOptimizer");
@@ -230,6 +268,9 @@ public abstract class HazyTrainerOptions
         Require(GradientClipNorm >= 0 && !double.IsPositiveInfinity(GradientClipNorm), nameof(GradientClipNorm), GradientClipNorm, "must be 0 (no clipping) or a positive number");
         Require(NumberOfThreads is null or > 0, nameof(NumberOfThreads), NumberOfThreads, "must be null (the runtime's default) or positive");
     }
+
+    /// <summary>Whether 0 epochs or batch size means "size it to the data" (the trainer resolves it when training starts).</summary>
+    private protected virtual bool SizesToData => false;
 
     /// <summary>Throws an <see cref="ArgumentOutOfRangeException"/> for <paramref name="option"/> unless <paramref name="condition"/> holds.</summary>
     private protected static void Require(bool condition, string option, object? value, string rule)

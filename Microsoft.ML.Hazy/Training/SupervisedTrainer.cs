@@ -52,9 +52,17 @@ internal static class SupervisedTrainer
         var host = env.Env.Register(componentName);
         using var ch = host.Start("Training");
         string? labelColumn = head.Label is null ? null : options.LabelColumnName;
-        var train = new DataViewBatcher(input, options.FeatureColumnName, labelColumn, head.Label ?? LabelKind.Single, sequence?.Channels ?? 0,
+        var labelKind = head.Label ?? LabelKind.Single;
+        int seed = options.Seed ?? host.Rand.Next();
+        var trainData = input;
+        if (labelColumn != null)
+            (options, trainData) = ValidationSplit.Apply(options, input, labelKind, seed, ch);
+        var train = new DataViewBatcher(trainData, options.FeatureColumnName, labelColumn, labelKind, sequence?.Channels ?? 0,
             columns: WeightColumn(options, input.Schema));
-        var layout = sequence is null ? null : Layout(train, sequence);
+        options = TrainingBudget.Apply(options, train.CountRows(), ch);
+        // The exported length covers the held-out rows too.
+        var layout = sequence is null ? null : Layout(ReferenceEquals(trainData, input) ? train
+            : new DataViewBatcher(input, options.FeatureColumnName, labelColumn, labelKind, sequence.Channels), sequence);
         if (sequence?.TrainingBytes is { } trainingBytes)
             MemoryBudget.CheckSequenceStep(trainingBytes, options, train, sequence.Channels);
         int inputSize = sequence?.Channels ?? train.FeatureSize;
@@ -79,7 +87,6 @@ internal static class SupervisedTrainer
         objective ??= Objectives.Supervised(head);
         var kind = head.Kind;
 
-        int seed = options.Seed ?? host.Rand.Next();
         var device = DevicePolicy.Resolve(env.GpuDeviceId, env.FallbackToCpu, w => ch.Warning(MessageSensitivity.None, w));
         ch.Info(MessageSensitivity.None, $"Training {componentName} ({kind}) on {device.type} with seed {seed}: {inputSize} features, {outputs} output(s).");
         // One generator per run (weights, dropout), never libtorch's global one, so concurrent Fit calls stay reproducible.

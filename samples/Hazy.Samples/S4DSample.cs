@@ -116,7 +116,7 @@ internal static class S4DSample
         options.Progress = progress;
         var clock = Stopwatch.StartNew();
         using var model = progress.Run(
-            Invariant($"S4D {options.NumberOfLayers}×{options.ModelDimension}, N = {options.S4D.StateSize}, {options.NumberOfEpochs} epochs"),
+            Invariant($"S4D {options.NumberOfLayers}×{options.ModelDimension}, N = {options.S4D.StateSize}, {options.NumberOfEpochs} epochs, ≥ {options.MinimumSteps} steps"),
             () => ml.MulticlassClassification.Trainers.HazyS4D(options).Fit(problem.SequenceTrain));
         double trainSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
@@ -135,7 +135,7 @@ internal static class S4DSample
             var tmContext = new MLContext(seed: 1);
             clock.Restart();
             using var tm = progress.Run(
-                Invariant($"Transformer {attention.NumberOfLayers}×{attention.ModelDimension}, {attention.Transformer.NumberOfHeads} heads, {attention.NumberOfEpochs} epochs"),
+                Invariant($"Transformer {attention.NumberOfLayers}×{attention.ModelDimension}, {attention.Transformer.NumberOfHeads} heads, {attention.NumberOfEpochs} epochs, ≥ {attention.MinimumSteps} steps"),
                 () => tmContext.MulticlassClassification.Trainers.HazySequence(attention).Fit(problem.SequenceTrain));
             double tmSeconds = clock.Elapsed.TotalSeconds;
             clock.Restart();
@@ -180,6 +180,7 @@ internal static class S4DSample
         PreNorm = true,
         DropoutRate = s4d.DropoutRate,
         NumberOfEpochs = s4d.NumberOfEpochs,
+        MinimumSteps = s4d.MinimumSteps,
         BatchSize = s4d.BatchSize,
         LearningRate = 2e-3,
         WeightDecay = s4d.WeightDecay,
@@ -220,21 +221,7 @@ internal static class S4DSample
         // The FFT convolutions cost about 4·H transforms of 2L points per image and layer, so width and epochs (3 by default)
         // are what the 20-minute budget of the whole command allows on two idle cores. Pre-norm BatchNorm, batches of 32 and a
         // higher learning rate (Δ and A included) learned fastest in one pass on 12,000 images.
-        var options = new SequenceTrainer.Options
-        {
-            ModelDimension = 32,
-            NumberOfLayers = 3,
-            Bidirectional = true,
-            PreNorm = true,
-            Normalization = SequenceNormalization.BatchNorm,
-            DropoutRate = 0,
-            NumberOfEpochs = epochs,
-            BatchSize = 32,
-            LearningRate = 2e-2,
-            WeightDecay = 1e-2,
-            WarmupFraction = 0.05,
-            S4D = new S4DOptions { StateSize = 64, SsmLearningRate = 5e-3 },
-        };
+        var options = SequenceTrainer.Options.Presets.SequentialImage(numberOfEpochs: epochs);
         return new Problem("FashionMNIST", 10, (int)train, (int)test, "784", 1, false, note, source.Train, source.Test, source.Train, source.Test, options);
     }
 
@@ -252,33 +239,11 @@ internal static class S4DSample
         var lengthText = train.IsEqualLength && test.IsEqualLength && train.Length == test.Length
             ? Invariant($"{train.Length}")
             : Invariant($"{Math.Min(train.Lengths.Min(), test.Lengths.Min())}–{longest}");
-        var options = UcrOptions(name, train);
+        var options = SequenceTrainer.Options.Presets.UcrClassification(train.ChannelCount);
         options.MaximumLength = longest;
         return new Problem(name, train.ClassLabels.Count, train.Count, test.Count, lengthText, train.ChannelCount, !train.IsEqualLength,
             train.IsEqualLength ? null : "variable length: S4D reads the series as they are, the stock trainers see them zero-padded to the longest",
             train.ToDataView(ml), test.ToDataView(ml), Padded(ml, train, longest), Padded(ml, test, longest), options);
-    }
-
-    /// <summary>S4D settings per UCR problem: a few hundred series at most, so small models and many epochs.</summary>
-    private static SequenceTrainer.Options UcrOptions(string name, UcrDataSet train)
-    {
-        var options = new SequenceTrainer.Options
-        {
-            ModelDimension = 64,
-            NumberOfLayers = 3,
-            Bidirectional = true,
-            DropoutRate = 0.1,
-            NumberOfEpochs = 100,
-            BatchSize = 16,
-            LearningRate = 1e-2,
-            WeightDecay = 5e-2,
-            WarmupFraction = 0.1,
-            S4D = new S4DOptions { StateSize = 64 },
-        };
-        int steps = Math.Max(1, (train.Count + options.BatchSize - 1) / options.BatchSize);
-        // About 400 optimizer steps whatever the training set's size.
-        options.NumberOfEpochs = Math.Clamp(400 / steps, 20, 150);
-        return options;
     }
 
     /// <summary>
