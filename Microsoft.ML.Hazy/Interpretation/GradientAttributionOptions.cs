@@ -64,55 +64,55 @@ public enum BaselineKind
 public sealed class GradientAttributionOptions
 {
     /// <summary>The method.</summary>
-    public GradientMethod Method = GradientMethod.IntegratedGradients;
+    public GradientMethod Method { get; set; } = GradientMethod.IntegratedGradients;
 
     /// <summary>Which output is explained.</summary>
-    public AttributionTarget Target = AttributionTarget.TrueLabel;
+    public AttributionTarget Target { get; set; } = AttributionTarget.TrueLabel;
 
     /// <summary>The class index for <see cref="AttributionTarget.FixedClass"/>.</summary>
-    public int TargetClass;
+    public int TargetClass { get; set; }
 
     /// <summary>The feature column.</summary>
-    public string FeatureColumnName = DefaultColumnNames.Features;
+    public string FeatureColumnName { get; set; } = DefaultColumnNames.Features;
 
     /// <summary>The label column (a key) for <see cref="AttributionTarget.TrueLabel"/>.</summary>
-    public string LabelColumnName = DefaultColumnNames.Label;
+    public string LabelColumnName { get; set; } = DefaultColumnNames.Label;
 
     /// <summary>The predicted-label column (a key) for <see cref="AttributionTarget.PredictedLabel"/>.</summary>
-    public string PredictedLabelColumnName = DefaultColumnNames.PredictedLabel;
+    public string PredictedLabelColumnName { get; set; } = DefaultColumnNames.PredictedLabel;
 
     /// <summary>The output column of attributions.</summary>
-    public string OutputColumnName = "Attribution";
+    public string OutputColumnName { get; set; } = "Attribution";
 
     /// <summary>Keep the gradient's sign for <see cref="GradientMethod.Gradient"/> and <see cref="GradientMethod.SmoothGrad"/> (the paper takes the absolute value).</summary>
-    public bool Signed;
+    public bool Signed { get; set; }
 
     /// <summary>Noisy copies per row for SmoothGrad (the paper: 50).</summary>
-    public int SmoothGradSamples = 50;
+    public int SmoothGradSamples { get; set; } = 50;
 
     /// <summary>Standard deviation of SmoothGrad's noise, in the features' units (absolute, as Captum's <c>stdevs</c>; the paper: 1.0).</summary>
-    public double SmoothGradSigma = 1.0;
+    public double SmoothGradSigma { get; set; } = 1.0;
 
     /// <summary>Integration steps of Integrated Gradients (the paper: 50).</summary>
-    public int Steps = 50;
+    public int Steps { get; set; } = 50;
 
     /// <summary>The integration rule of Integrated Gradients.</summary>
-    public IntegrationRule Rule = IntegrationRule.GaussLegendre;
+    public IntegrationRule Rule { get; set; } = IntegrationRule.GaussLegendre;
 
     /// <summary>Baselines of Integrated Gradients and DeepLift; the attribution is the mean over them (the paper: zeros and the data mean).</summary>
-    public BaselineKind[] Baselines = { BaselineKind.Zero, BaselineKind.DataMean };
+    public BaselineKind[] Baselines { get; set; } = { BaselineKind.Zero, BaselineKind.DataMean };
 
     /// <summary>Baseline rows for <see cref="BaselineKind.UserSupplied"/>, each of the feature column's size.</summary>
-    public float[][]? UserBaselines;
+    public float[][]? UserBaselines { get; set; }
 
     /// <summary>Baseline rows DeepLiftShap draws from the data given to <c>Fit</c> (the paper: 50 test images).</summary>
-    public int DeepLiftShapBaselines = 50;
+    public int DeepLiftShapBaselines { get; set; } = 50;
 
     /// <summary>ε of the LRP rule for linear layers (the paper: 0, i.e. LRP-0; a 1e-12 stabiliser keeps 0/0 finite).</summary>
-    public double LrpEpsilon;
+    public double LrpEpsilon { get; set; }
 
     /// <summary>γ of the LRP rule for convolutions (the paper: 0.25).</summary>
-    public double LrpGamma = 0.25;
+    public double LrpGamma { get; set; } = 0.25;
 
     /// <summary>
     /// Seed LRP with the target's output f_c(x) instead of 1 (false, Zennit's one-hot seed as the paper called it). The
@@ -120,7 +120,7 @@ public sealed class GradientAttributionOptions
     /// bias-free ReLU network equals InputXGradient; every map is the default one times f_c(x), so its sign flips on rows
     /// whose target output is negative.
     /// </summary>
-    public bool LrpScaleByOutput;
+    public bool LrpScaleByOutput { get; set; }
 
     /// <summary>
     /// Where Guided Grad-CAM reads its activations: false (the paper's call, Captum's <c>LayerGradCam</c> on the last
@@ -128,11 +128,11 @@ public sealed class GradientAttributionOptions
     /// activation after it, the rectified feature maps of Selvaraju et al. With batch norm between them the
     /// convolution's raw output can make ReLU(Σ α_k A^k) zero everywhere for some images.
     /// </summary>
-    public bool GradCamAfterActivation;
+    public bool GradCamAfterActivation { get; set; }
 
     /// <summary>Rows per forward/backward pass.</summary>
-    public int BatchSize = 64;
+    public int BatchSize { get; set; } = 64;
 
     /// <summary>Seed of SmoothGrad's noise and DeepLiftShap's baseline draw; null takes the MLContext's.</summary>
-    public int? Seed;
+    public int? Seed { get; set; }
 }

@@ -27,19 +27,19 @@ public enum DominoDescribeReference
 public sealed class DominoDescribeOptions
 {
     /// <summary>How phrases are scored.</summary>
-    public DominoDescribeMethod Method = DominoDescribeMethod.Mean;
+    public DominoDescribeMethod Method { get; set; } = DominoDescribeMethod.Mean;
 
     /// <summary>The reference of the mean method.</summary>
-    public DominoDescribeReference Reference = DominoDescribeReference.ModeClass;
+    public DominoDescribeReference Reference { get; set; } = DominoDescribeReference.ModeClass;
 
     /// <summary>Phrases returned.</summary>
-    public int Top = 10;
+    public int Top { get; set; } = 10;
 
     /// <summary>Rows with a slice probability above this are the slice's members.</summary>
-    public double MembershipThreshold = 0.5;
+    public double MembershipThreshold { get; set; } = 0.5;
 
     /// <summary>Phrases sent to the text embedder per call.</summary>
-    public int BatchSize = 256;
+    public int BatchSize { get; set; } = 256;
 }
 
 /// <summary>A candidate phrase and its scores for one slice.</summary>

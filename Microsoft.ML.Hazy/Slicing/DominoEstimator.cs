@@ -50,32 +50,32 @@ public sealed class DominoEstimator : IEstimator<DominoTransformer>
     public sealed class Options
     {
         /// <summary>The embedding column: a known-size vector of Single.</summary>
-        public string EmbeddingColumnName = DefaultColumnNames.Features;
+        public string EmbeddingColumnName { get; set; } = DefaultColumnNames.Features;
 
         /// <summary>The label column: a key, Boolean or numeric.</summary>
-        public string LabelColumnName = DefaultColumnNames.Label;
+        public string LabelColumnName { get; set; } = DefaultColumnNames.Label;
 
         /// <summary>The model's predictions: a vector of class probabilities, or the probability of the positive class.</summary>
-        public string PredictionColumnName = DefaultColumnNames.Score;
+        public string PredictionColumnName { get; set; } = DefaultColumnNames.Score;
 
         /// <summary>The output column of slice probabilities.</summary>
-        public string SliceProbabilitiesColumnName = "SliceProbabilities";
+        public string SliceProbabilitiesColumnName { get; set; } = "SliceProbabilities";
 
         /// <summary>The output key column of the most probable slice.</summary>
-        public string SliceColumnName = "Slice";
+        public string SliceColumnName { get; set; } = "Slice";
 
         /// <summary>The number of slices returned (n_slices).</summary>
-        public int NumberOfSlices = 5;
+        public int NumberOfSlices { get; set; } = 5;
 
         /// <summary>The number of mixture components, k̄ (n_mixture_components).</summary>
-        public int NumberOfComponents = 25;
+        public int NumberOfComponents { get; set; } = 25;
 
         /// <summary>
         /// Principal components the embeddings are reduced to before the mixture, fitted on the data given to
         /// <c>Fit</c>; null or 0 disables PCA. At most the embedding size and the row count are kept: with fewer
         /// embedding dimensions than this, all are kept (the PCA is then a rotation onto the principal axes).
         /// </summary>
-        public int? PcaComponents = 128;
+        public int? PcaComponents { get; set; } = 128;
 
         /// <summary>
         /// γ, the weight of the label term. This default is 10; the reference class (<c>DominoSlicer</c>) defaults to 1.
@@ -83,40 +83,40 @@ public sealed class DominoEstimator : IEstimator<DominoTransformer>
         /// components homogeneous in the kind of error. Which value the paper's headline result (36 % of settings) used
         /// has not been verified. README's Domino section reports the evaluation with both values.
         /// </summary>
-        public double LabelWeight = 10;
+        public double LabelWeight { get; set; } = 10;
 
         /// <summary>γ̂, the weight of the prediction term: 10 here, 1 in the reference class (see <see cref="LabelWeight"/>).</summary>
-        public double PredictionWeight = 10;
+        public double PredictionWeight { get; set; } = 10;
 
         /// <summary>How the responsibilities are initialised.</summary>
-        public DominoInitialization Initialization = DominoInitialization.Confusion;
+        public DominoInitialization Initialization { get; set; } = DominoInitialization.Confusion;
 
         /// <summary>Scale of the uniform noise added by the confusion initialisation.</summary>
-        public double ConfusionNoise = 1e-3;
+        public double ConfusionNoise { get; set; } = 1e-3;
 
         /// <summary>Added to every variance (reg_covar).</summary>
-        public double CovarianceRegularization = 1e-6;
+        public double CovarianceRegularization { get; set; } = 1e-6;
 
         /// <summary>EM stops when the mean log-likelihood changes by less than this.</summary>
-        public double Tolerance = 1e-3;
+        public double Tolerance { get; set; } = 1e-3;
 
         /// <summary>The most EM iterations per initialisation.</summary>
-        public int MaximumNumberOfIterations = 100;
+        public int MaximumNumberOfIterations { get; set; } = 100;
 
         /// <summary>Initialisations run (n_init); the one with the best final log-likelihood is kept.</summary>
-        public int NumberOfInitializations = 1;
+        public int NumberOfInitializations { get; set; } = 1;
 
         /// <summary>Whether scoring reads the label and prediction columns (as the reference does) or only the embedding.</summary>
-        public bool UseLabelsAndPredictionsWhenScoring = true;
+        public bool UseLabelsAndPredictionsWhenScoring { get; set; } = true;
 
         /// <summary>Rows listed per slice in the report of the fitted data.</summary>
-        public int ReportExamples = 10;
+        public int ReportExamples { get; set; } = 10;
 
         /// <summary>Seed of the initialisation; when null, drawn from the MLContext's random source.</summary>
-        public int? Seed;
+        public int? Seed { get; set; }
 
         /// <summary>Cancels fitting: while reading rows, within the PCA (per block of rows and per eigen-decomposition sweep) and between EM iterations.</summary>
-        public CancellationToken CancellationToken;
+        public CancellationToken CancellationToken { get; set; }
     }
 
     private readonly HazyEnvironment _env;

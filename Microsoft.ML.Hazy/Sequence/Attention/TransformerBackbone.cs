@@ -13,10 +13,10 @@ namespace Microsoft.ML.Hazy.Sequence.Attention;
 public sealed class TransformerOptions
 {
     /// <summary>Attention heads per block; the model dimension must be a multiple of it, with an even head size.</summary>
-    public int NumberOfHeads = 4;
+    public int NumberOfHeads { get; set; } = 4;
 
     /// <summary>Width of each block's feed-forward layer as a multiple of the model dimension.</summary>
-    public int FeedForwardMultiplier = 2;
+    public int FeedForwardMultiplier { get; set; } = 2;
 
     internal void Validate(int width)
     {

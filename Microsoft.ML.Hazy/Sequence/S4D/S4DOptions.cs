@@ -29,31 +29,31 @@ public enum S4DDiscretization
 public sealed class S4DOptions
 {
     /// <summary>The state size N per feature (<c>d_state</c>); the layer keeps N/2 complex modes, their conjugates implied. Must be even.</summary>
-    public int StateSize = 64;
+    public int StateSize { get; set; } = 64;
 
     /// <summary>The initialization of A (and B for LegS).</summary>
-    public S4DInitialization Initialization = S4DInitialization.Lin;
+    public S4DInitialization Initialization { get; set; } = S4DInitialization.Lin;
 
     /// <summary>The discretization.</summary>
-    public S4DDiscretization Discretization = S4DDiscretization.Zoh;
+    public S4DDiscretization Discretization { get; set; } = S4DDiscretization.Zoh;
 
     /// <summary>Smallest initial step Δ; log Δ starts uniform in [log <see cref="DtMin"/>, log <see cref="DtMax"/>].</summary>
-    public double DtMin = 1e-3;
+    public double DtMin { get; set; } = 1e-3;
 
     /// <summary>Largest initial step Δ.</summary>
-    public double DtMax = 1e-1;
+    public double DtMax { get; set; } = 1e-1;
 
     /// <summary>Train the input matrix B; otherwise B stays at its initial value (1, or the LegS projection).</summary>
-    public bool TrainB;
+    public bool TrainB { get; set; }
 
     /// <summary>
     /// Learning rate of the state-space parameters (Δ, A, and B when trained), which the reference keeps in their
     /// own optimizer group; 0 freezes them.
     /// </summary>
-    public double SsmLearningRate = 1e-3;
+    public double SsmLearningRate { get; set; } = 1e-3;
 
     /// <summary>Weight decay of the state-space parameters; the reference always uses 0.</summary>
-    public double SsmWeightDecay;
+    public double SsmWeightDecay { get; set; }
 
     internal void Validate()
     {
