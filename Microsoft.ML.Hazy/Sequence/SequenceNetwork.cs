@@ -186,7 +186,7 @@ internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>, ISeeded
 /// Linear encoder C → H, residual blocks of backbone layers, masked mean pooling over the valid steps, linear
 /// decoder H → outputs. Input [B, L, C] time-major; output logits or predictions [B, outputs].
 /// </summary>
-internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetwork
+internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetwork, IFeatureNetwork
 {
     private readonly Linear encoder;
     private readonly ModuleList<SequenceResidualBlock> blocks;
@@ -240,13 +240,18 @@ internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequ
 
     public override Tensor forward(Tensor input) => forward(input, null);
 
-    public Tensor forward(Tensor input, Tensor? lengths)
+    public Tensor forward(Tensor input, Tensor? lengths) => decoder.forward(Features(input, lengths));
+
+    /// <summary>The pooled features the decoder reads, [B, H]: the masked mean of the last block's outputs over the valid steps.</summary>
+    public Tensor Features(Tensor input, Tensor? lengths)
     {
         var mask = Mask(lengths, input.shape[1], input.dtype);
         var h = Hidden(input, mask);
-        var pooled = mask is null ? h.mean(new long[] { 1 }) : (h * mask).sum(1) / mask.sum(1);
-        return decoder.forward(pooled);
+        return mask is null ? h.mean(new long[] { 1 }) : (h * mask).sum(1) / mask.sum(1);
     }
+
+    /// <summary>The decoder: the output from pooled features.</summary>
+    public Tensor Head(Tensor features) => decoder.forward(features);
 
     /// <summary>The last block's outputs [B, L, H] (after the final norm).</summary>
     public Tensor Hidden(Tensor input, Tensor? mask)

@@ -206,6 +206,13 @@ public abstract class HazyTrainerOptions
     /// <summary>Receives a report after every step and epoch (a progress bar, say); may be null.</summary>
     public IProgress<TrainingProgress>? Progress { get; set; }
 
+    /// <summary>
+    /// A term added to the loss while training (for example <c>Microsoft.ML.Hazy.Robustness.MaskPenaltyOptions</c>: RRR,
+    /// GradMask or ActDiff with a mask column); null trains on the head's loss alone. The penalty reads its columns only
+    /// when training: the trained model scores, saves and loads as without it.
+    /// </summary>
+    public TrainingPenaltyOptions? Penalty { get; set; }
+
     /// <summary>Sees every optimizer step (tests use it to follow the schedule and the loss across a network switch).</summary>
     internal Action<TrainingStep>? StepObserver { get; set; }
 
@@ -267,6 +274,7 @@ public abstract class HazyTrainerOptions
         Require(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must not be negative");
         Require(GradientClipNorm >= 0 && !double.IsPositiveInfinity(GradientClipNorm), nameof(GradientClipNorm), GradientClipNorm, "must be 0 (no clipping) or a positive number");
         Require(NumberOfThreads is null or > 0, nameof(NumberOfThreads), NumberOfThreads, "must be null (the runtime's default) or positive");
+        Penalty?.Check();
     }
 
     /// <summary>Whether 0 epochs or batch size means "size it to the data" (the trainer resolves it when training starts).</summary>

@@ -1,5 +1,6 @@
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Heads;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Hazy.Training;
@@ -14,6 +15,16 @@ internal interface ITrainingObjective
 {
     /// <summary>The loss to minimise on <paramref name="batch"/>, computed with <paramref name="forward"/> (the network on a batch).</summary>
     Tensor Loss(Func<TensorBatch, Tensor> forward, TensorBatch batch);
+}
+
+/// <summary>
+/// An objective that needs the network itself, not only its forward pass (activations of inner layers), and a random
+/// stream of the run. The trainer attaches the network before training starts, and again after a network switch.
+/// </summary>
+internal interface INetworkObjective
+{
+    /// <summary>Uses <paramref name="network"/> and the run's <paramref name="generator"/> from now on.</summary>
+    void Attach(nn.Module<Tensor, Tensor> network, Generator generator);
 }
 
 /// <summary>Training objectives.</summary>

@@ -57,8 +57,17 @@ internal static class SupervisedTrainer
         var trainData = input;
         if (labelColumn != null)
             (options, trainData) = ValidationSplit.Apply(options, input, labelKind, seed, ch);
+        // A penalty (TrainingPenaltyOptions) wraps the objective and reads its own columns (a mask) in the training batches.
+        IReadOnlyList<BatchColumn>? penaltyColumns = null;
+        if (options.Penalty is { } penalty)
+        {
+            var features = SchemaChecks.FloatVectorColumn(input.Schema, options.FeatureColumnName, requireKnownSize: sequence is null);
+            var labelled = labelColumn != null ? head.ForTrainingLabel(input.Schema[labelColumn]) : head;
+            (objective, penaltyColumns) = penalty.CreateObjective(objective ?? Objectives.Supervised(labelled), labelled, input.Schema,
+                options.FeatureColumnName, ((VectorDataViewType)features.Type).Size, sequence?.Channels ?? 0);
+        }
         var train = new DataViewBatcher(trainData, options.FeatureColumnName, labelColumn, labelKind, sequence?.Channels ?? 0,
-            columns: WeightColumn(options, input.Schema));
+            columns: (WeightColumn(options, input.Schema) ?? Array.Empty<BatchColumn>()).Concat(penaltyColumns ?? Array.Empty<BatchColumn>()).ToArray());
         options = TrainingBudget.Apply(options, train.CountRows(), ch);
         // The exported length covers the held-out rows too.
         var layout = sequence is null ? null : Layout(ReferenceEquals(trainData, input) ? train
@@ -98,6 +107,7 @@ internal static class SupervisedTrainer
         network.to(device);
         if (network is ISequenceNetwork cancellable)
             cancellable.Cancellation = options.CancellationToken;
+        (objective as INetworkObjective)?.Attach(network, generator);
         TrainingSummary summary;
         if (networkSwitch is { } sw && sw.AfterEpochs > 0 && sw.AfterEpochs < options.NumberOfEpochs)
         {
@@ -121,6 +131,7 @@ internal static class SupervisedTrainer
             network.Dispose();
             network = converted;
             TrainingRandom.UseGenerator(network, generator);
+            (objective as INetworkObjective)?.Attach(network, generator);
             using (next)
             {
                 second = TrainingLoop.Run(network, Forward(network), objective, head, train, validation, options, seed, device, ch,
