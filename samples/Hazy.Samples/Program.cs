@@ -37,6 +37,16 @@ SampleCommand[] commands =
          SampleOption.PositiveInteger("epochs", "--epochs N  CNN epochs (default 3)."),
          SampleOption.PositiveInteger("threads", "--threads N  libtorch intra-op threads (default 1).")],
         ExplainSample.Run),
+    new("masks", "Mask-guided penalties (GradMask, RRR, ActDiff) with lesion, task and full masks vs ERM on the background-shift benchmark; writes metrics.json and maps.png.",
+        [output,
+         SampleOption.PositiveInteger("rows", "--rows N  Training rows (default 4000)."),
+         SampleOption.PositiveInteger("epochs", "--epochs N  CNN epochs (default 4)."),
+         SampleOption.PositiveInteger("seeds", "--seeds N  Seeds per setting (default 3)."),
+         SampleOption.Text("sizes", "--sizes A,B  Smaller training-set sizes for the gap curve (default 1000)."),
+         SampleOption.Text("methods", "--methods A,B  Penalties to run: GradMask, Rrr, ActDiff (default all)."),
+         SampleOption.Text("weights", "--weights GradMask=W,Rrr=W,ActDiff=W  λ per penalty (default: MaskPenaltyOptions.Defaults, the reference's values)."),
+         SampleOption.PositiveInteger("threads", "--threads N  libtorch intra-op threads (default 1).")],
+        MasksSample.Run),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.
