@@ -44,7 +44,7 @@ SampleCommand[] commands =
          SampleOption.PositiveInteger("seeds", "--seeds N  Seeds per setting (default 3)."),
          SampleOption.Text("sizes", "--sizes A,B  Smaller training-set sizes for the gap curve (default 1000)."),
          SampleOption.Text("methods", "--methods A,B  Penalties to run: GradMask, Rrr, ActDiff (default all)."),
-         SampleOption.Text("weights", "--weights GradMask=W,Rrr=W,ActDiff=W  λ per penalty (default: MaskPenaltyOptions.Defaults, the reference's values)."),
+         SampleOption.Text("weights", "--weights GradMask=W,Rrr=W,ActDiff=W  λ per penalty (default GradMask=1e-4,Rrr=1e-3,ActDiff=1)."),
          SampleOption.PositiveInteger("threads", "--threads N  libtorch intra-op threads (default 1).")],
         MasksSample.Run),
 ];
