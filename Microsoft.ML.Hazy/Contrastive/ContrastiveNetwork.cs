@@ -1,6 +1,7 @@
 using Microsoft.ML.Hazy.Cnn;
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Heads;
+using Microsoft.ML.Hazy.Layers;
 using Microsoft.ML.Hazy.Mlp;
 using Microsoft.ML.Hazy.Training;
 using TorchSharp;
@@ -54,8 +55,35 @@ internal sealed class ContrastiveNetwork : nn.Module<Tensor, Tensor>, ISeededMod
     /// <summary>The embedding as the model outputs it (normalised when the head says so), [B, D].</summary>
     public Tensor Embed(Tensor input)
     {
-        using var raw = encoder.forward(input);
+        using var raw = Encode(input);
         return _head.Score(raw);
+    }
+
+    /// <summary>
+    /// The encoder's forward, layer by layer: TorchSharp's <c>BatchNorm2d.forward</c> counts batches with an implicitly created
+    /// Scalar left to the finalizer, which can free it while libtorch reads it (the race <c>ParameterOptimizer</c> describes);
+    /// a crash seen in the contrastive sample. Batch normalisation runs here through the functional form with disposed scalars.
+    /// </summary>
+    private Tensor Encode(Tensor input)
+    {
+        if (encoder is not ILayeredNetwork layered || !layered.Layers.Any(l => l is BatchNorm2d))
+            return encoder.forward(input);
+        using var scope = NewDisposeScope();
+        var x = input;
+        foreach (var layer in layered.Layers)
+            x = layer is BatchNorm2d norm ? BatchNorm(norm, x) : layer.forward(x);
+        return x.MoveToOuterDisposeScope();
+    }
+
+    private static Tensor BatchNorm(BatchNorm2d norm, Tensor x)
+    {
+        if (norm.training && norm.num_batches_tracked is { } count)
+        {
+            using var one = 1.ToScalar();
+            using (no_grad())
+                count.add_(one, one);
+        }
+        return nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, norm.training, norm.momentum ?? 0.1, norm.eps);
     }
 
     public Tensor Classify(Tensor embedding) => classifier.forward(embedding);

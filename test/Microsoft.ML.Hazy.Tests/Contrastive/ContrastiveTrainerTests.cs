@@ -142,6 +142,11 @@ public sealed class ContrastiveTrainerTests
         using var model = ml.Hazy().Contrastive(Cnn(ContrastiveTrainer.Options.Autoencoder())).Fit(data);
         Assert.That(((VectorDataViewType)model.Transform(data).Schema["Embedding"].Type).Size, Is.EqualTo(Size));
         Assert.That(model.TrainingHistory.All(e => double.IsFinite(e.TrainLoss)));
+        // Batch normalisation runs through the layer-by-layer forward: its statistics moved, once per training step
+        // (32 rows, batch 16, 2 epochs, one view per step for the autoencoder).
+        var norm = model.Network.modules().OfType<TorchSharp.Modules.BatchNorm2d>().Single();
+        Assert.That(norm.num_batches_tracked!.item<long>(), Is.EqualTo(4));
+        Assert.That(norm.running_mean!.abs().max().item<float>(), Is.GreaterThan(1e-4f));
     }
 
     [Test]
