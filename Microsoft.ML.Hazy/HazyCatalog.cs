@@ -1,5 +1,6 @@
 using Microsoft.ML.Hazy;
 using Microsoft.ML.Hazy.Cnn;
+using Microsoft.ML.Hazy.Contrastive;
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Embedding;
 using Microsoft.ML.Hazy.Heads;
@@ -425,5 +426,37 @@ namespace Microsoft.ML.Hazy
         /// <summary>A supervised embedding with all options; see <see cref="EmbeddingTrainer"/>.</summary>
         /// <param name="options">The trainer's options.</param>
         public EmbeddingTrainer Embedding(EmbeddingTrainer.Options options) => new(Environment, options);
+
+        /// <summary>
+        /// A contrastive embedding ("Perfectly Balanced", Chen et al. 2022): an encoder trained with SupCon + class-conditional
+        /// InfoNCE (α = 0.5) on two random views and the classifier's cross-entropy, outputting an <c>Embedding</c> vector
+        /// column. See <see cref="ContrastiveTrainer"/>; the options overload chooses the loss, the encoder and the autoencoder.
+        /// </summary>
+        /// <param name="labelColumnName">The key label column (read in training only).</param>
+        /// <param name="featureColumnName">The feature column: a known-size vector of Single.</param>
+        /// <param name="embeddingSize">Values per embedding.</param>
+        /// <param name="height">Height of image-shaped features (enables the views' augmentation); 0 for other features.</param>
+        /// <param name="width">Width of image-shaped features; 0 for other features.</param>
+        /// <param name="numberOfEpochs">Passes over the data.</param>
+        public ContrastiveTrainer Contrastive(string labelColumnName = DefaultColumnNames.Label, string featureColumnName = DefaultColumnNames.Features,
+            int embeddingSize = ContrastiveTrainer.Options.Defaults.EmbeddingSize, int height = 0, int width = 0, int numberOfEpochs = HazyTrainerOptions.Defaults.NumberOfEpochs) =>
+            new(Environment, new ContrastiveTrainer.Options
+            {
+                LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, EmbeddingSize = embeddingSize, Height = height, Width = width, NumberOfEpochs = numberOfEpochs,
+            });
+
+        /// <summary>A contrastive embedding with all options; see <see cref="ContrastiveTrainer"/>.</summary>
+        /// <param name="options">The trainer's options (presets: <c>Options.SupCon()</c>, <c>Spread()</c>, <c>Autoencoder()</c>, <c>CrossEntropy()</c>).</param>
+        public ContrastiveTrainer Contrastive(ContrastiveTrainer.Options options) => new(Environment, options);
+
+        /// <summary>
+        /// "Thanos" embeddings: a SupCon + cNCE encoder and a class-conditional autoencoder trained on the same data, their
+        /// embeddings concatenated into <paramref name="outputColumnName"/>. See <see cref="ThanosEstimator"/>.
+        /// </summary>
+        /// <param name="spread">Options of the contrastive encoder (e.g. <c>ContrastiveTrainer.Options.Spread()</c>).</param>
+        /// <param name="autoencoder">Options of the autoencoder (e.g. <c>ContrastiveTrainer.Options.Autoencoder()</c>).</param>
+        /// <param name="outputColumnName">The concatenated embedding column.</param>
+        public ThanosEstimator Thanos(ContrastiveTrainer.Options spread, ContrastiveTrainer.Options autoencoder,
+            string outputColumnName = DefaultColumnNames.Embedding) => new(Environment, spread, autoencoder, outputColumnName);
     }
 }

@@ -47,6 +47,13 @@ SampleCommand[] commands =
          SampleOption.Text("weights", "--weights GradMask=W,Rrr=W,ActDiff=W  λ per penalty (default GradMask=1e-4,Rrr=1e-3,ActDiff=1)."),
          SampleOption.PositiveInteger("threads", "--threads N  libtorch intra-op threads (default 1).")],
         MasksSample.Run),
+    new("contrastive", "Perfectly Balanced on Fashion-MNIST: coarse-label encoders (CE, SupCon, SupCon+cNCE, CE+AE, Thanos, fine CE ceiling) probed with a linear classifier on fine labels; writes metrics.json.",
+        [output,
+         SampleOption.PositiveInteger("rows", "--rows N  Training images (default 12000)."),
+         SampleOption.PositiveInteger("test-rows", "--test-rows N  Test images (default 5000)."),
+         SampleOption.PositiveInteger("epochs", "--epochs N  Epochs per encoder (default 10)."),
+         SampleOption.PositiveInteger("threads", "--threads N  libtorch intra-op threads.")],
+        ContrastiveSample.Run),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.

@@ -13,6 +13,7 @@ var commands = new (string Name, string Options, string Description, Func<Benchm
     ("explain", "[--json FILE] [--repetitions N] [--threads N]", ExplainBenchmark.Description, ExplainBenchmark.Run),
     ("s4d", "[--json FILE] [--parts blocks,memory,onnx,scoring] [--max-length N] [--threads N]", S4DBenchmark.Description, S4DBenchmark.Run),
     ("masks", "[--json FILE] [--repetitions N] [--threads N]", MasksBenchmark.Description, MasksBenchmark.Run),
+    ("contrastive", "[--json FILE] [--repetitions N] [--threads N]", ContrastiveBenchmark.Description, ContrastiveBenchmark.Run),
 };
 
 if (args.Length == 1 && args[0] is "-h" or "--help" or "help")

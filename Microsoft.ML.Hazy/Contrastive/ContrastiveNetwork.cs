@@ -1,0 +1,188 @@
+using Microsoft.ML.Hazy.Cnn;
+using Microsoft.ML.Hazy.Data;
+using Microsoft.ML.Hazy.Heads;
+using Microsoft.ML.Hazy.Layers;
+using Microsoft.ML.Hazy.Mlp;
+using Microsoft.ML.Hazy.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Hazy.Contrastive;
+
+/// <summary>
+/// What a contrastive trainer trains: an encoder to D values (the Hazy MLP or CNN), the embedding as the model outputs it,
+/// a linear classifier of the (coarse) label over it, and, for the class-conditional autoencoder, an MLP decoder from the
+/// embedding back to the input. Only the encoder is exported. Its forward is the classifier's logits, which the training
+/// loop validates with.
+/// </summary>
+internal sealed class ContrastiveNetwork : nn.Module<Tensor, Tensor>, ISeededModule
+{
+    private readonly nn.Module<Tensor, Tensor> encoder;
+    private readonly Linear classifier;
+    private readonly Sequential? decoder;
+    private readonly EmbeddingHead _head;
+    private readonly Func<nn.Module<Tensor, Tensor>> _newEncoder;
+
+    public ContrastiveNetwork(Func<nn.Module<Tensor, Tensor>> newEncoder, EmbeddingHead head, int classes, int inputSize, int[]? decoderHidden)
+        : base(nameof(ContrastiveNetwork))
+    {
+        _head = head;
+        _newEncoder = newEncoder;
+        encoder = newEncoder();
+        classifier = nn.Linear(head.Size, classes);
+        if (decoderHidden is not null)
+            decoder = Decoder(head.Size, decoderHidden, inputSize);
+        RegisterComponents();
+    }
+
+    private static Sequential Decoder(int size, int[] hidden, int inputSize)
+    {
+        var layers = new List<(string, nn.Module<Tensor, Tensor>)>();
+        int width = size;
+        for (int i = 0; i < hidden.Length; i++)
+        {
+            layers.Add(($"linear{i}", nn.Linear(width, hidden[i])));
+            layers.Add(($"relu{i}", nn.ReLU()));
+            width = hidden[i];
+        }
+        layers.Add(("output", nn.Linear(width, inputSize)));
+        return nn.Sequential(layers);
+    }
+
+    public bool HasDecoder => decoder is not null;
+
+    /// <summary>The embedding as the model outputs it (normalised when the head says so), [B, D].</summary>
+    public Tensor Embed(Tensor input)
+    {
+        using var raw = Encode(input);
+        return _head.Score(raw);
+    }
+
+    /// <summary>
+    /// The encoder's forward, layer by layer: TorchSharp's <c>BatchNorm2d.forward</c> counts batches with an implicitly created
+    /// Scalar left to the finalizer, which can free it while libtorch reads it (the race <c>ParameterOptimizer</c> describes);
+    /// a crash seen in the contrastive sample. Batch normalisation runs here through the functional form with disposed scalars.
+    /// </summary>
+    private Tensor Encode(Tensor input)
+    {
+        if (encoder is not ILayeredNetwork layered || !layered.Layers.Any(l => l is BatchNorm2d))
+            return encoder.forward(input);
+        using var scope = NewDisposeScope();
+        var x = input;
+        foreach (var layer in layered.Layers)
+            x = layer is BatchNorm2d norm ? BatchNorm(norm, x) : layer.forward(x);
+        return x.MoveToOuterDisposeScope();
+    }
+
+    private static Tensor BatchNorm(BatchNorm2d norm, Tensor x)
+    {
+        if (norm.training && norm.num_batches_tracked is { } count)
+        {
+            using var one = 1.ToScalar();
+            using (no_grad())
+                count.add_(one, one);
+        }
+        return nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, norm.training, norm.momentum ?? 0.1, norm.eps);
+    }
+
+    public Tensor Classify(Tensor embedding) => classifier.forward(embedding);
+
+    public Tensor Decode(Tensor embedding) =>
+        (decoder ?? throw new InvalidOperationException("This network has no decoder.")).forward(embedding);
+
+    public override Tensor forward(Tensor input)
+    {
+        using var embedding = Embed(input);
+        return classifier.forward(embedding);
+    }
+
+    /// <summary>A copy of the trained encoder in evaluation mode, holding its own weights, so this network can be disposed.</summary>
+    public nn.Module<Tensor, Tensor> CopyEncoder()
+    {
+        var copy = _newEncoder();
+        copy.to(encoder.parameters().First().device);
+        using (no_grad())
+            copy.load_state_dict(encoder.state_dict());
+        copy.eval();
+        return copy;
+    }
+
+    public void ResetParameters(Generator generator)
+    {
+        // No parameters of its own: the encoder, classifier and decoder are initialised as children.
+    }
+
+    public Generator? Generator { get; set; }
+
+    /// <summary>The encoder a trainer's options ask for, to <paramref name="size"/> values.</summary>
+    public static Func<nn.Module<Tensor, Tensor>> EncoderFactory(ContrastiveTrainer.Options o, int inputSize, int size) => o.Encoder switch
+    {
+        ContrastiveEncoder.Cnn => () => new CnnNetwork(o.Channels, o.Height, o.Width, o.Filters, o.KernelSize, o.Stride, o.Padding, 0, size),
+        _ => () => new MlpNetwork(inputSize, o.HiddenLayers, size, MlpActivation.Relu, 0, layerNorm: false),
+    };
+}
+
+/// <summary>
+/// The objective of a contrastive trainer on one batch: two augmented views through the encoder, the weighted contrastive
+/// loss (view 1 anchors, view 0 candidates), cross-entropy of the classifier on both views' embeddings, and the mean squared
+/// error of the decoder's reconstruction of view 0 from its embedding.
+/// </summary>
+internal sealed class ContrastiveObjective : ITrainingObjective
+{
+    private readonly Func<ContrastiveNetwork> _network;
+    private readonly ContrastiveTrainer.Options _options;
+
+    public ContrastiveObjective(Func<ContrastiveNetwork> network, ContrastiveTrainer.Options options)
+    {
+        _network = network;
+        _options = options;
+    }
+
+    private Tensor View(Tensor x, Generator? generator) =>
+        _options.Augmentation is { } a && _options.Height > 0 ? a.View(x, _options.Channels, _options.Height, _options.Width, generator) : x.alias();
+
+    public Tensor Loss(Func<TensorBatch, Tensor> forward, TensorBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        var network = _network();
+        var o = _options;
+        var labels = batch.Labels ?? throw new InvalidOperationException("A contrastive trainer needs the label column in the batch.");
+        bool contrastive = o.Loss is not null && o.ContrastiveWeight > 0;
+        var x = batch.Features;
+        var view0 = View(x, network.Generator);
+        Tensor embeddings, embedding0, classLabels;
+        Tensor total = zeros(1, dtype: x.dtype, device: x.device).squeeze();
+        if (contrastive)
+        {
+            var view1 = View(x, network.Generator);
+            embeddings = network.Embed(cat(new[] { view0, view1 }, 0));
+            var parts = embeddings.chunk(2, 0);
+            embedding0 = parts[0];
+            using var c = o.ContrastiveWeight.ToScalar();
+            total = total.add(o.Loss!.Compute(parts[0], parts[1], labels), c);
+            classLabels = cat(new[] { labels, labels }, 0);
+        }
+        else
+        {
+            embeddings = network.Embed(view0);
+            embedding0 = embeddings;
+            classLabels = labels;
+        }
+
+        // With no classification weight the classifier still learns, from detached embeddings, so validation accuracy means something.
+        var classified = o.ClassificationWeight > 0 ? embeddings : embeddings.detach();
+        var ce = nn.functional.cross_entropy(network.Classify(classified), classLabels);
+        using var w = (o.ClassificationWeight > 0 ? o.ClassificationWeight : 1.0).ToScalar();
+        total = total.add(ce, w);
+
+        if (network.HasDecoder && o.ReconstructionWeight > 0)
+        {
+            var reconstruction = network.Decode(embedding0);
+            var mse = nn.functional.mse_loss(reconstruction, view0);
+            using var r = o.ReconstructionWeight.ToScalar();
+            total = total.add(mse, r);
+        }
+        return total.MoveToOuterDisposeScope();
+    }
+}
