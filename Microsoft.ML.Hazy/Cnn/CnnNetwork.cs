@@ -67,7 +67,7 @@ internal sealed partial class CnnNetwork : nn.Module<Tensor, Tensor>, IOnnxExpor
     /// <summary>The feature count of a flat input row, C·H·W.</summary>
     public int InputSize => Channels * Height * Width;
 
-    public override Tensor forward(Tensor input) => layers.forward(input);
+    public override Tensor forward(Tensor input) => BatchNormForward.Sequential(Layers, input);
 
     public IReadOnlyList<nn.Module<Tensor, Tensor>> Layers => layers.children().Cast<nn.Module<Tensor, Tensor>>().ToArray();
 

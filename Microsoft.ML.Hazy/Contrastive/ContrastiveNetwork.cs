@@ -59,32 +59,10 @@ internal sealed class ContrastiveNetwork : nn.Module<Tensor, Tensor>, ISeededMod
         return _head.Score(raw);
     }
 
-    /// <summary>
-    /// The encoder's forward, layer by layer: TorchSharp's <c>BatchNorm2d.forward</c> counts batches with an implicitly created
-    /// Scalar left to the finalizer, which can free it while libtorch reads it (the race <c>ParameterOptimizer</c> describes);
-    /// a crash seen in the contrastive sample. Batch normalisation runs here through the functional form with disposed scalars.
-    /// </summary>
-    private Tensor Encode(Tensor input)
-    {
-        if (encoder is not ILayeredNetwork layered || !layered.Layers.Any(l => l is BatchNorm2d))
-            return encoder.forward(input);
-        using var scope = NewDisposeScope();
-        var x = input;
-        foreach (var layer in layered.Layers)
-            x = layer is BatchNorm2d norm ? BatchNorm(norm, x) : layer.forward(x);
-        return x.MoveToOuterDisposeScope();
-    }
-
-    private static Tensor BatchNorm(BatchNorm2d norm, Tensor x)
-    {
-        if (norm.training && norm.num_batches_tracked is { } count)
-        {
-            using var one = 1.ToScalar();
-            using (no_grad())
-                count.add_(one, one);
-        }
-        return nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, norm.training, norm.momentum ?? 0.1, norm.eps);
-    }
+    /// <summary>The encoder's forward, batch normalisation without TorchSharp's finalizer-freed Scalar (<see cref="BatchNormForward"/>).</summary>
+    private Tensor Encode(Tensor input) =>
+        encoder is ILayeredNetwork layered && layered.Layers.Any(l => l is BatchNorm2d)
+            ? BatchNormForward.Sequential(layered.Layers, input) : encoder.forward(input);
 
     public Tensor Classify(Tensor embedding) => classifier.forward(embedding);
 
