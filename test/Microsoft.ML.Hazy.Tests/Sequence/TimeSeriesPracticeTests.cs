@@ -196,9 +196,10 @@ public sealed class TimeSeriesPracticeTests
     }
 
     [Test]
-    public void PresetsForUcrDataNormaliseEachSeries()
+    public void UcrPresetNormalisesUnivariateSeriesOnly()
     {
-        Assert.That(SequenceTrainer.Options.Presets.UcrClassification().NormalizeSeries, Is.True);
+        Assert.That(SequenceTrainer.Options.Presets.UcrClassification(channels: 1).NormalizeSeries, Is.True);
+        Assert.That(SequenceTrainer.Options.Presets.UcrClassification(channels: 6).NormalizeSeries, Is.False);
         Assert.That(new SequenceTrainer.Options().NormalizeSeries, Is.EqualTo(SequenceTrainer.Options.Defaults.NormalizeSeries));
         Assert.That(new SequenceTrainer.Options().Pooling, Is.EqualTo(SequencePooling.Mean));
     }
