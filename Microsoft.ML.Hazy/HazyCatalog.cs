@@ -226,6 +226,36 @@ namespace Microsoft.ML
         /// <summary>The Hazy trainers of one task, on the environment behind an ML.NET trainer catalog.</summary>
         private static HazyCatalog.TaskTrainers Tasks(object catalog, PredictionKind kind) => new(HazyEnvironment.From(catalog), kind);
     }
+
+    /// <summary>Hazy transforms as extensions of ML.NET's transforms catalog (<c>mlContext.Transforms</c>).</summary>
+    public static class HazyTransformsCatalogExtensions
+    {
+        /// <summary>
+        /// A MiniRocket featurizer of a time-series column: 84 dilated kernels of length 9 and the proportion of positive values
+        /// of their convolutions, to feed a stock linear trainer. See <see cref="Hazy.Sequence.MiniRocket.MiniRocketEstimator"/>.
+        /// </summary>
+        /// <param name="catalog">The transforms catalog.</param>
+        /// <param name="outputColumnName">The feature column written: a known-size vector of Single.</param>
+        /// <param name="inputColumnName">The series column read (time-major vector of Single, any length); null reads <paramref name="outputColumnName"/>.</param>
+        /// <param name="channels">Values per time step.</param>
+        /// <param name="numberOfFeatures">Features requested, rounded down to a multiple of 84.</param>
+        /// <param name="seed">The seed of the fitted kernels; null draws one from the <see cref="MLContext"/>.</param>
+        /// <returns>The MiniRocket estimator.</returns>
+        public static Hazy.Sequence.MiniRocket.MiniRocketEstimator MiniRocket(this TransformsCatalog catalog, string outputColumnName = DefaultColumnNames.Features,
+            string? inputColumnName = null, int channels = Hazy.Sequence.MiniRocket.MiniRocketEstimator.Options.Defaults.Channels,
+            int numberOfFeatures = Hazy.Sequence.MiniRocket.MiniRocketEstimator.Options.Defaults.NumberOfFeatures, int? seed = null) =>
+            catalog.MiniRocket(new Hazy.Sequence.MiniRocket.MiniRocketEstimator.Options
+            {
+                OutputColumnName = outputColumnName, InputColumnName = inputColumnName, Channels = channels, NumberOfFeatures = numberOfFeatures, Seed = seed,
+            });
+
+        /// <summary>A MiniRocket featurizer with all options. See <see cref="Hazy.Sequence.MiniRocket.MiniRocketEstimator"/>.</summary>
+        /// <param name="catalog">The transforms catalog.</param>
+        /// <param name="options">The featurizer's options.</param>
+        /// <returns>The MiniRocket estimator.</returns>
+        public static Hazy.Sequence.MiniRocket.MiniRocketEstimator MiniRocket(this TransformsCatalog catalog, Hazy.Sequence.MiniRocket.MiniRocketEstimator.Options options) =>
+            new(HazyEnvironment.From(catalog).Env, options);
+    }
 }
 
 namespace Microsoft.ML.Hazy

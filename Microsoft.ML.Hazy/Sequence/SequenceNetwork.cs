@@ -183,23 +183,27 @@ internal sealed class SequenceResidualBlock : nn.Module<Tensor, Tensor>, ISeeded
 }
 
 /// <summary>
-/// Linear encoder C → H, residual blocks of backbone layers, masked mean pooling over the valid steps, linear
-/// decoder H → outputs. Input [B, L, C] time-major; output logits or predictions [B, outputs].
+/// Optional per-series z-normalisation and (training only) augmentation of the input, linear encoder C → H, residual blocks of
+/// backbone layers, pooling over the valid steps, linear decoder H → outputs. Input [B, L, C] time-major; output logits or
+/// predictions [B, outputs].
 /// </summary>
 internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequenceNetwork, IFeatureNetwork
 {
     private readonly Linear encoder;
     private readonly ModuleList<SequenceResidualBlock> blocks;
     private readonly SequenceNorm? final_norm;
+    private readonly SequencePool pool;
+    private readonly SequenceAugmenter? augmenter;
     private readonly Linear decoder;
 
     public SequenceNetwork(int channels, int outputs, int layers, SequenceNetworkShape shape, SequenceNormalization normalization, bool preNorm,
-        ISequenceBackboneFactory backbone)
+        ISequenceBackboneFactory backbone, SequenceInputTreatment? treatment = null)
         : base(nameof(SequenceNetwork))
     {
         Channels = channels;
         Shape = shape;
-        Recipe = Describe(channels, outputs, layers, shape, normalization, preNorm, backbone);
+        Treatment = treatment ?? SequenceInputTreatment.None;
+        Recipe = Describe(channels, outputs, layers, shape, normalization, preNorm, backbone, Treatment);
         encoder = nn.Linear(channels, shape.Width);
         blocks = new ModuleList<SequenceResidualBlock>();
         for (int i = 0; i < layers; i++)
@@ -209,6 +213,9 @@ internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequ
         }
         if (preNorm)
             final_norm = SequenceNorm.Create(normalization, shape.Width);
+        pool = new SequencePool(Treatment.Pooling, shape.Width);
+        if (Treatment.Augmentation is { IsIdentity: false } augmentation)
+            augmenter = new SequenceAugmenter(augmentation);
         decoder = nn.Linear(shape.Width, outputs);
         RegisterComponents();
     }
@@ -217,6 +224,9 @@ internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequ
     public int Channels { get; }
 
     public SequenceNetworkShape Shape { get; }
+
+    /// <summary>What the network does with the input before its encoder and how it pools.</summary>
+    public SequenceInputTreatment Treatment { get; }
 
     public IEnumerable<SequenceResidualBlock> Blocks => blocks;
 
@@ -242,12 +252,19 @@ internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequ
 
     public Tensor forward(Tensor input, Tensor? lengths) => decoder.forward(Features(input, lengths));
 
-    /// <summary>The pooled features the decoder reads, [B, H]: the masked mean of the last block's outputs over the valid steps.</summary>
+    /// <summary>The pooled features the decoder reads, [B, H]: the last block's outputs pooled over the valid steps as the treatment says.</summary>
     public Tensor Features(Tensor input, Tensor? lengths)
     {
         var mask = Mask(lengths, input.shape[1], input.dtype);
+        if (Treatment.NormalizeSeries)
+            input = SeriesNormalization.Apply(input, mask);
+        if (augmenter is not null && training)
+        {
+            (input, lengths) = augmenter.Augment(input, lengths);
+            mask = Mask(lengths, input.shape[1], input.dtype);
+        }
         var h = Hidden(input, mask);
-        return mask is null ? h.mean(new long[] { 1 }) : (h * mask).sum(1) / mask.sum(1);
+        return pool.forward(h, mask);
     }
 
     /// <summary>The decoder: the output from pooled features.</summary>
@@ -267,27 +284,23 @@ internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequ
 
     public string ExportOnnx(OnnxGraphBuilder graph, string input, int maxLength, string? mask)
     {
+        if (Treatment.NormalizeSeries)
+            input = SeriesNormalization.ExportOnnx(graph, input, mask);
         var h = OnnxModuleExporter.Linear(graph, input, encoder.weight, encoder.bias);
         foreach (var block in blocks)
             h = block.ExportOnnx(graph, h, mask, maxLength);
         if (final_norm is not null)
             h = final_norm.ExportOnnx(graph, h);
-        string pooled;
-        if (mask is null)
-        {
-            pooled = graph.Node("ReduceMean", new[] { h }, OnnxAttribute.Ints("axes", 1), OnnxAttribute.Int("keepdims", 0));
-        }
-        else
-        {
-            var sum = graph.Node("ReduceSum", new[] { graph.Node("Mul", new[] { h, mask }), graph.Int64s(1) }, OnnxAttribute.Int("keepdims", 0));
-            pooled = graph.Node("Div", new[] { sum, graph.Node("ReduceSum", new[] { mask, graph.Int64s(1) }, OnnxAttribute.Int("keepdims", 0)) });
-        }
-        return OnnxModuleExporter.Linear(graph, pooled, decoder.weight, decoder.bias);
+        return OnnxModuleExporter.Linear(graph, pool.ExportOnnx(graph, h, mask), decoder.weight, decoder.bias);
     }
 
     /// <summary>A recurrent view of the evaluation-mode network over <paramref name="batchSize"/> parallel streams.</summary>
     public SequenceStreamState CreateStreamState(int batchSize)
     {
+        if (Treatment.NormalizeSeries)
+            throw new NotSupportedException("A model that z-normalises each series cannot stream one step at a time: the statistics need the whole series.");
+        if (Treatment.Pooling == SequencePooling.Attention)
+            throw new NotSupportedException("A model with attention pooling cannot stream one step at a time; mean and last-step pooling can.");
         var steppers = new List<ISequenceLayerStepper>();
         foreach (var block in blocks)
         {
@@ -330,6 +343,12 @@ internal sealed partial class SequenceNetwork : nn.Module<Tensor, Tensor>, ISequ
     }
 }
 
+/// <summary>The input treatment and pooling of a sequence network; <see cref="Augmentation"/> acts in training only and is not part of the saved recipe.</summary>
+internal sealed record SequenceInputTreatment(bool NormalizeSeries, SequencePooling Pooling, SequenceAugmentation? Augmentation = null)
+{
+    public static SequenceInputTreatment None { get; } = new(false, SequencePooling.Mean);
+}
+
 /// <summary>The streaming state of a <see cref="SequenceNetwork"/>: each layer's recurrent state and the running pooled sum.</summary>
 internal sealed class SequenceStreamState : IDisposable
 {
@@ -356,6 +375,8 @@ internal sealed class SequenceStreamState : IDisposable
         _sum.Dispose();
         _sum = sum;
         Steps++;
+        if (_network.Treatment.Pooling == SequencePooling.LastStep)
+            return (hidden, _network.Decode(hidden));
         using var steps = Steps.ToScalar();
         return (hidden, _network.Decode(_sum / steps));
     }

@@ -25,11 +25,11 @@ internal sealed partial class SequenceNetwork : IPersistableNetwork
             Transformer = r.Transformer ?? new TransformerOptions(),
         });
         return new SequenceNetwork(r.Channels, r.Outputs, r.Layers, new SequenceNetworkShape(r.Width, r.Dropout, r.Bidirectional, r.MonarchBlocks),
-            r.Normalization, r.PreNorm, backbone);
+            r.Normalization, r.PreNorm, backbone, new SequenceInputTreatment(r.NormalizeSeries, r.Pooling));
     }
 
     private static NetworkRecipe? Describe(int channels, int outputs, int layers, SequenceNetworkShape shape, SequenceNormalization normalization, bool preNorm,
-        ISequenceBackboneFactory backbone)
+        ISequenceBackboneFactory backbone, SequenceInputTreatment treatment)
     {
         (SequenceBackbone Kind, S4DOptions? S4D, TransformerOptions? Transformer)? described = backbone switch
         {
@@ -39,10 +39,11 @@ internal sealed partial class SequenceNetwork : IPersistableNetwork
         };
         return described is { } d
             ? NetworkRecipe.Of(RecipeKind, new SequenceRecipe(channels, outputs, layers, shape.Width, shape.Dropout, shape.Bidirectional, shape.MonarchBlocks,
-                normalization, preNorm, d.Kind, d.S4D, d.Transformer))
+                normalization, preNorm, d.Kind, d.S4D, d.Transformer, treatment.NormalizeSeries, treatment.Pooling))
             : null;
     }
 
     private sealed record SequenceRecipe(int Channels, int Outputs, int Layers, int Width, double Dropout, bool Bidirectional, int MonarchBlocks,
-        SequenceNormalization Normalization, bool PreNorm, SequenceBackbone Backbone, S4DOptions? S4D, TransformerOptions? Transformer);
+        SequenceNormalization Normalization, bool PreNorm, SequenceBackbone Backbone, S4DOptions? S4D, TransformerOptions? Transformer,
+        bool NormalizeSeries = false, SequencePooling Pooling = SequencePooling.Mean);
 }
