@@ -33,12 +33,7 @@ internal static class DominoBenchmark
         var total = Stopwatch.StartNew();
         var machine = Harness.Machine();
         var notes = new List<string>();
-        if (machine.LoadAverageAtStart > Environment.ProcessorCount / 2.0)
-        {
-            var note = $"Other processes were busy when the run began (load average {machine.LoadAverageAtStart:F2} on {Environment.ProcessorCount} logical cores); expect noisy numbers.";
-            notes.Add(note);
-            Console.WriteLine(note);
-        }
+        Harness.NoteIfBusy(machine, notes);
 
         var results = new List<(int Rows, Measurement Fit, Measurement Mixture, Measurement Gmm, int Iterations, int GmmIterations)>();
         foreach (int rows in Sizes)

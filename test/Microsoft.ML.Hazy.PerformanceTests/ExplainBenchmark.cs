@@ -30,12 +30,7 @@ internal static class ExplainBenchmark
         var total = Stopwatch.StartNew();
         var machine = Harness.Machine();
         var notes = new List<string>();
-        if (machine.LoadAverageAtStart > Environment.ProcessorCount / 2.0)
-        {
-            var note = $"Other processes were busy when the run began (load average {machine.LoadAverageAtStart:F2} on {Environment.ProcessorCount} logical cores); expect noisy numbers.";
-            notes.Add(note);
-            Console.WriteLine(note);
-        }
+        Harness.NoteIfBusy(machine, notes);
 
         manual_seed(1);
         using var network = new CnnNetwork(1, Side, Side, [16, 32], 3, 2, 1, 0.25, 10);

@@ -150,6 +150,16 @@ internal static class Harness
     public static string FormatCount(long value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
     /// <summary>The machine and runtime the numbers are measured on; call it before measuring, as it records the load.</summary>
+    /// <summary>Prints and records a note when other processes were busy as the run began (load above half the cores).</summary>
+    public static void NoteIfBusy(MachineInfo machine, List<string> notes)
+    {
+        if (machine.LoadAverageAtStart <= Environment.ProcessorCount / 2.0)
+            return;
+        var note = $"Other processes were busy when the run began (load average {machine.LoadAverageAtStart:F2} on {Environment.ProcessorCount} logical cores); expect noisy numbers.";
+        notes.Add(note);
+        Console.WriteLine(note);
+    }
+
     public static MachineInfo Machine() => new(
         Environment.ProcessorCount,
         RuntimeInformation.OSDescription,

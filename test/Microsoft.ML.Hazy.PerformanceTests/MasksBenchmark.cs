@@ -32,12 +32,7 @@ internal static class MasksBenchmark
         var total = Stopwatch.StartNew();
         var machine = Harness.Machine();
         var notes = new List<string>();
-        if (machine.LoadAverageAtStart > Environment.ProcessorCount / 2.0)
-        {
-            var note = $"Other processes were busy when the run began (load average {machine.LoadAverageAtStart:F2} on {Environment.ProcessorCount} logical cores); expect noisy numbers.";
-            notes.Add(note);
-            Console.WriteLine(note);
-        }
+        Harness.NoteIfBusy(machine, notes);
         var head = OutputHead.For(PredictionKind.BinaryClassification);
         var entries = new List<ResultEntry>();
         var table = new ResultTable("network", "step", "ms per step", "ratio vs plain step");

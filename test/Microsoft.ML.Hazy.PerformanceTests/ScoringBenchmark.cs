@@ -64,12 +64,7 @@ internal static class ScoringBenchmark
         double trainSeconds = trainClock.Elapsed.TotalSeconds;
         Console.WriteLine($"Trained in {trainSeconds:F1} s; final epoch train loss {model.TrainingHistory[^1].TrainLoss:F4}.");
 
-        if (machine.LoadAverageAtStart > Environment.ProcessorCount / 2.0)
-        {
-            var note = $"Other processes were busy when the run began (load average {machine.LoadAverageAtStart:F2} on {Environment.ProcessorCount} logical cores); expect noisy numbers.";
-            notes.Add(note);
-            Console.WriteLine(note);
-        }
+        Harness.NoteIfBusy(machine, notes);
 
         var (features, labels, testRows) = Materialize(source.Test, rowCount);
         if (testRows < rowCount)
