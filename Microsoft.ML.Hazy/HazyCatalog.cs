@@ -488,5 +488,17 @@ namespace Microsoft.ML.Hazy
         /// <param name="outputColumnName">The concatenated embedding column.</param>
         public ThanosEstimator Thanos(ContrastiveTrainer.Options spread, ContrastiveTrainer.Options autoencoder,
             string outputColumnName = DefaultColumnNames.Embedding) => new(Environment, spread, autoencoder, outputColumnName);
+
+        /// <summary>
+        /// A classifier's accuracy in each group of rows and its worst-group accuracy (the metric group DRO,
+        /// <see cref="Robustness.GroupDroOptions"/>, improves). See <see cref="Robustness.GroupMetrics"/>.
+        /// </summary>
+        /// <param name="scored">Data scored by the model: the group, the label and the predicted label per row.</param>
+        /// <param name="groupColumnName">The group column: a key.</param>
+        /// <param name="labelColumnName">The label column: a key (multiclass) or Boolean (binary).</param>
+        /// <param name="predictedLabelColumnName">The predicted label column, of the label's type.</param>
+        public Robustness.GroupMetrics EvaluateGroups(IDataView scored, string groupColumnName = Robustness.GroupDroOptions.Defaults.GroupColumnName,
+            string labelColumnName = DefaultColumnNames.Label, string predictedLabelColumnName = DefaultColumnNames.PredictedLabel) =>
+            Robustness.GroupMetrics.Evaluate(scored, groupColumnName, labelColumnName, predictedLabelColumnName);
     }
 }

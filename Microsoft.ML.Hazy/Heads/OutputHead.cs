@@ -79,6 +79,10 @@ internal abstract class OutputHead : IScoringOutputs, IValidationMetric
     /// <summary>The loss of each row, [B], from the output and the labels.</summary>
     protected abstract Tensor RowLoss(Tensor output, Tensor labels);
 
+    /// <summary>The loss of each row of <paramref name="batch"/>, [B], unweighted (objectives that combine rows their own way).</summary>
+    internal Tensor RowLosses(Tensor output, TensorBatch batch) =>
+        RowLoss(output, batch.Labels ?? throw new InvalidOperationException($"The {Kind} head needs a label column in the batch."));
+
     /// <summary>
     /// The batch's mean loss; with an example-weight column (<see cref="TensorBatch.ExampleWeight"/>) the weighted mean
     /// Σ wᵢ·lᵢ / Σ wᵢ, so a weight of 0 removes a row and a weight of 2 counts it twice.

@@ -75,6 +75,22 @@ namespace Microsoft.ML.Hazy
         /// <remarks>See <see cref="DominoEstimator"/> for the input and output columns.</remarks>
         public DominoEstimator Domino(DominoEstimator.Options options) => new(_env, options);
 
+        /// <summary>
+        /// Pseudo-groups for group-robust training (GEORGE): each class's embeddings clustered separately, every (class, cluster)
+        /// pair a group, appended to <paramref name="data"/> as a key column. See <see cref="PseudoGroups"/>.
+        /// </summary>
+        /// <param name="data">The training data: an embedding and a label per row.</param>
+        /// <param name="embeddingColumnName">The embedding column: a known-size vector of Single (a Hazy encoder's <c>Embedding</c>, say).</param>
+        /// <param name="labelColumnName">The label column: a key.</param>
+        /// <param name="outputColumnName">The group column appended.</param>
+        /// <param name="clustersPerClass">Clusters per class; 0 chooses each class's by the silhouette score (1 when no clustering scores 0.25).</param>
+        /// <param name="maximumClustersPerClass">The most clusters per class the silhouette search tries.</param>
+        /// <param name="seed">Seed of the k-means seeding; null uses the MLContext's random source.</param>
+        public PseudoGroups ProposeGroups(IDataView data, string embeddingColumnName, string labelColumnName = DefaultColumnNames.Label,
+            string outputColumnName = "Group", int clustersPerClass = 0, int maximumClustersPerClass = 5, int? seed = null) =>
+            PseudoGroups.Propose(data, embeddingColumnName, labelColumnName, outputColumnName, clustersPerClass, maximumClustersPerClass,
+                seed ?? _env.Env.Register(nameof(ProposeGroups)).Rand.Next());
+
         internal static DominoEstimator.Options MakeOptions(string embedding, string label, string prediction, int slices, int components, double weight, int? pca) =>
             new()
             {

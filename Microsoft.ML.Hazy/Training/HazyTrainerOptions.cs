@@ -207,8 +207,9 @@ public abstract class HazyTrainerOptions
     public IProgress<TrainingProgress>? Progress { get; set; }
 
     /// <summary>
-    /// A term added to the loss while training (for example <c>Microsoft.ML.Hazy.Robustness.MaskPenaltyOptions</c>: RRR,
-    /// GradMask or ActDiff with a mask column); null trains on the head's loss alone. The penalty reads its columns only
+    /// A change to the loss while training: a term added to it (<c>Microsoft.ML.Hazy.Robustness.MaskPenaltyOptions</c>: RRR,
+    /// GradMask or ActDiff with a mask column) or a reweighting of its rows (<c>Microsoft.ML.Hazy.Robustness.GroupDroOptions</c>:
+    /// group DRO with a group column); null trains on the head's loss alone. The penalty reads its columns only
     /// when training: the trained model scores, saves and loads as without it.
     /// </summary>
     public TrainingPenaltyOptions? Penalty { get; set; }

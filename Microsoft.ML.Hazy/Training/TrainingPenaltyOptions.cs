@@ -4,8 +4,9 @@ using Microsoft.ML.Hazy.Heads;
 namespace Microsoft.ML.Hazy.Training;
 
 /// <summary>
-/// A term a trainer adds to its supervised loss while it trains (set as <see cref="HazyTrainerOptions.Penalty"/>), such as
-/// the mask penalties of <c>Microsoft.ML.Hazy.Robustness.MaskPenaltyOptions</c>. It may read further columns of the training
+/// A change a trainer makes to its supervised loss while it trains (set as <see cref="HazyTrainerOptions.Penalty"/>): a term
+/// added to it, such as the mask penalties of <c>Microsoft.ML.Hazy.Robustness.MaskPenaltyOptions</c>, or a reweighting of its
+/// rows, such as group DRO (<c>Microsoft.ML.Hazy.Robustness.GroupDroOptions</c>). It may read further columns of the training
 /// data; it never changes what the trained model scores or saves.
 /// </summary>
 /// <remarks>
