@@ -17,8 +17,8 @@ namespace Hazy.Samples;
 internal static class ContrastiveSample
 {
     // Fine class → coarse: tops {T-shirt/top, Pullover, Coat, Shirt}, footwear {Sandal, Sneaker, Ankle boot}, other {Trouser, Dress, Bag}.
-    private static readonly int[] Coarse = [0, 2, 0, 2, 0, 1, 0, 1, 2, 1];
-    private static readonly string[] CoarseNames = ["tops", "footwear", "other"];
+    internal static readonly int[] Coarse = [0, 2, 0, 2, 0, 1, 0, 1, 2, 1];
+    internal static readonly string[] CoarseNames = ["tops", "footwear", "other"];
 
     private sealed class Row
     {

@@ -55,6 +55,14 @@ SampleCommand[] commands =
          SampleOption.PositiveInteger("epochs", "--epochs N  Epochs per encoder (default 10)."),
          SampleOption.PositiveInteger("threads", "--threads N  libtorch intra-op threads.")],
         ContrastiveSample.Run),
+    new("worstgroup", "Worst-group accuracy on Fashion-MNIST coarse classes with rare fine classes: ERM vs group DRO on true groups and on GEORGE pseudo-groups from CE and Thanos embeddings; writes metrics.json.",
+        [output,
+         SampleOption.PositiveInteger("rows", "--rows N  Training images before the rare classes are thinned (default 12000)."),
+         SampleOption.PositiveInteger("test-rows", "--test-rows N  Test images (default 5000)."),
+         SampleOption.PositiveInteger("epochs", "--epochs N  Epochs per model (default 5)."),
+         SampleOption.PositiveInteger("rare-percent", "--rare-percent P  Share of each rare fine class kept in training, in percent (default 5)."),
+         SampleOption.PositiveInteger("threads", "--threads N  libtorch intra-op threads.")],
+        WorstGroupSample.Run),
 ];
 
 // Redirected output (CI logs, files) has no window width; Spectre would wrap at 80 columns.
