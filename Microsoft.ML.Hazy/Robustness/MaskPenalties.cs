@@ -170,7 +170,8 @@ internal sealed class MaskPenaltyObjective : ITrainingObjective, INetworkObjecti
     public Tensor Loss(Func<TensorBatch, Tensor> forward, TensorBatch batch)
     {
         double lambda = _options.EffectiveWeight;
-        if (_network is { training: false } || lambda == 0)
+        bool adversarial = _options.Kind == MaskPenaltyKind.ActDiff && _options.AdversarialWeight > 0;
+        if (_network is { training: false } || (lambda == 0 && !adversarial))
             return _supervised.Loss(forward, batch);
         using var outside = Outside(batch);
         using var mass = outside.sum();
@@ -188,10 +189,18 @@ internal sealed class MaskPenaltyObjective : ITrainingObjective, INetworkObjecti
                 var (_, other) = Activations(network, shuffled, batch.Lengths, withOutput: false);
                 using var loss = _supervised.Loss(_ => output!.alias(), batch);
                 using var penalty = MaskPenalties.ActivationDifference(original, other, rowWeight);
+                using var adversarialTerm = adversarial ? Adversarial(original[^1], other[^1], rowWeight) : null;
                 output!.Dispose();
                 foreach (var t in original.Concat(other))
                     t.Dispose();
-                return loss.add(penalty, weight);
+                var total = loss.add(penalty, weight);
+                if (adversarialTerm is null)
+                    return total;
+                using (total)
+                {
+                    using var adversarialWeight = _options.AdversarialWeight.ToScalar();
+                    return total.add(adversarialTerm, adversarialWeight);
+                }
             }
             default:
             {
@@ -213,6 +222,51 @@ internal sealed class MaskPenaltyObjective : ITrainingObjective, INetworkObjecti
                 }
             }
         }
+    }
+
+    private ActDiffDiscriminator? _discriminator;
+
+    /// <summary>The adversarial variant's discriminator, once the first training step created it.</summary>
+    internal ActDiffDiscriminator? Discriminator => _discriminator;
+
+    /// <summary>
+    /// The adversarial ("disc") term: one discriminator step on the detached activations of x (label 1) and x̃ (label 0), then
+    /// the cross-entropy of the swapped labels through the updated discriminator, which trains the network to make x̃'s
+    /// activations look like x's and the reverse. Rows without a mask count in neither.
+    /// </summary>
+    private Tensor Adversarial(Tensor original, Tensor shuffled, Tensor rowWeight)
+    {
+        using var scope = NewDisposeScope();
+        var real = original.flatten(1);
+        var fake = shuffled.flatten(1);
+        if (_discriminator is null)
+        {
+            _discriminator = new ActDiffDiscriminator(real.shape[1], _generator ?? throw new InvalidOperationException("No generator attached."),
+                _options.DiscriminatorLearningRate);
+            _discriminator.to(real.device);
+        }
+        else if (_discriminator.Width != real.shape[1])
+        {
+            throw new InvalidOperationException($"ActDiff's compared activations changed width from {_discriminator.Width} to {real.shape[1]} values per row.");
+        }
+        var ones = ones_like(rowWeight);
+        var zeros = zeros_like(rowWeight);
+        using (var realDetached = real.detach())
+        using (var fakeDetached = fake.detach())
+            _discriminator.Step(realDetached, fakeDetached, ones, zeros, rowWeight);
+        using var one = 1.ToScalar();
+        var fooled = Bce(_discriminator.forward(real), zeros, rowWeight).add(Bce(_discriminator.forward(fake), ones, rowWeight), one);
+        return fooled.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Binary cross-entropy of logits against targets, averaged over the rows with weight 1.</summary>
+    internal static Tensor Bce(Tensor logits, Tensor targets, Tensor rowWeight)
+    {
+        using var scope = NewDisposeScope();
+        var rows = nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1), targets, reduction: nn.Reduction.None);
+        using var one = 1.ToScalar();
+        var count = rowWeight.sum().clamp_min(one);
+        return rows.mul(rowWeight).sum().div(count).MoveToOuterDisposeScope();
     }
 
     private static bool SameLengths(Tensor a, Tensor b)
@@ -279,5 +333,52 @@ internal sealed class MaskPenaltyObjective : ITrainingObjective, INetworkObjecti
         if (_options.ActivationLayers.Length == 0 && layers.Count == 1)
             activations.Add(input.alias());
         return (withOutput ? h : null, activations);
+    }
+}
+
+/// <summary>
+/// The discriminator of ActDiff's adversarial variant: Linear(D, 64) → ReLU → Linear(64, 1), initialised from the run's
+/// generator, with its own Adam optimiser (the trainer's optimiser never sees its parameters).
+/// </summary>
+internal sealed class ActDiffDiscriminator : nn.Module<Tensor, Tensor>
+{
+    private readonly TorchSharp.Modules.Sequential layers;
+    private readonly optim.Optimizer _optimizer;
+
+    public ActDiffDiscriminator(long width, Generator generator, double learningRate) : base(nameof(ActDiffDiscriminator))
+    {
+        Width = width;
+        layers = nn.Sequential(("hidden", nn.Linear(width, 64)), ("relu", nn.ReLU()), ("logit", nn.Linear(64, 1)));
+        RegisterComponents();
+        TrainingRandom.Initialize(this, generator);
+        _optimizer = optim.Adam(parameters(), learningRate);
+    }
+
+    public long Width { get; }
+
+    /// <summary>The discriminator's loss before its last step.</summary>
+    public double LastLoss { get; private set; } = double.NaN;
+
+    public override Tensor forward(Tensor input) => layers.forward(input);
+
+    /// <summary>One Adam step on the cross-entropy of telling <paramref name="real"/> (label 1) from <paramref name="fake"/> (label 0).</summary>
+    public void Step(Tensor real, Tensor fake, Tensor ones, Tensor zeros, Tensor rowWeight)
+    {
+        using var scope = NewDisposeScope();
+        using var enabled = enable_grad();
+        _optimizer.zero_grad();
+        using var one = 1.ToScalar();
+        var loss = MaskPenaltyObjective.Bce(forward(real), ones, rowWeight).add(MaskPenaltyObjective.Bce(forward(fake), zeros, rowWeight), one);
+        loss.backward();
+        _optimizer.step();
+        LastLoss = loss.item<float>();
+        // The network's adversarial term backpropagates into these parameters too; the next step clears that first.
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            _optimizer.Dispose();
+        base.Dispose(disposing);
     }
 }

@@ -109,6 +109,18 @@ public sealed class MaskPenaltyOptions : TrainingPenaltyOptions
     /// </summary>
     public bool ReferenceActDiffWeight { get; set; }
 
+    /// <summary>
+    /// ActDiff only: λ_disc, the weight of the adversarial ("disc") variant's term; 0 (the default) leaves it off. A small
+    /// discriminator (an MLP of 64 ReLU units over the compared activations, flattened) learns to tell the activations of x
+    /// from those of x̃ (x with the values outside the mask shuffled) with binary cross-entropy, one Adam step of its own per
+    /// training step; the network is trained to fool it with λ_disc × the cross-entropy of the swapped labels. The term is added
+    /// to ActDiff's distance term, which λ still weights (set λ = 0 for the adversarial term alone).
+    /// </summary>
+    public double AdversarialWeight { get; set; }
+
+    /// <summary>ActDiff's adversarial variant only: the discriminator's Adam learning rate. Default 1e-3.</summary>
+    public double DiscriminatorLearningRate { get; set; } = 1e-3;
+
     /// <summary>The λ in effect.</summary>
     internal double EffectiveWeight => Weight ?? Defaults.WeightOf(Kind);
 
@@ -125,6 +137,12 @@ public sealed class MaskPenaltyOptions : TrainingPenaltyOptions
         if (ActivationLayers is null || ActivationLayers.Any(i => i < 0))
             throw new ArgumentOutOfRangeException(nameof(ActivationLayers), ActivationLayers is null ? null : $"[{string.Join(", ", ActivationLayers)}]",
                 "Options.Penalty.ActivationLayers must list non-negative layer indices (empty: the features the last layer reads).");
+        if (!(AdversarialWeight >= 0 && double.IsFinite(AdversarialWeight)))
+            throw new ArgumentOutOfRangeException(nameof(AdversarialWeight), AdversarialWeight, "Options.Penalty.AdversarialWeight must be a non-negative number.");
+        if (AdversarialWeight > 0 && Kind != MaskPenaltyKind.ActDiff)
+            throw new ArgumentOutOfRangeException(nameof(AdversarialWeight), AdversarialWeight, $"Options.Penalty.AdversarialWeight applies to ActDiff only; the penalty is {Kind}.");
+        if (!(DiscriminatorLearningRate > 0 && double.IsFinite(DiscriminatorLearningRate)))
+            throw new ArgumentOutOfRangeException(nameof(DiscriminatorLearningRate), DiscriminatorLearningRate, "Options.Penalty.DiscriminatorLearningRate must be a positive number.");
         if (ActivationLayers.Length > 0 && Kind != MaskPenaltyKind.ActDiff)
             throw new ArgumentOutOfRangeException(nameof(ActivationLayers), $"[{string.Join(", ", ActivationLayers)}]",
                 $"Options.Penalty.ActivationLayers applies to ActDiff only; the penalty is {Kind}.");

@@ -344,3 +344,74 @@ public sealed class MaskPenaltyTests
         Assert.That(ex!.Message, Does.Contain("'Mask'").And.Contain("[0, 1]"));
     }
 }
+
+/// <summary>ActDiff's adversarial ("disc") variant.</summary>
+public sealed class ActDiffAdversarialTests
+{
+    private const int Rows = 8, Dims = 6;
+
+    private static (MaskPenaltyObjective Objective, MlpNetwork Network, OutputHead Head) Setup(double lambda, double adversarial, int seed)
+    {
+        var head = OutputHead.For(PredictionKind.MulticlassClassification, LabelKeyValues.Unnamed(2));
+        var network = new MlpNetwork(Dims, new[] { 5 }, 2, MlpActivation.Gelu, 0, false);
+        TrainingRandom.Initialize(network, new Generator(5));
+        var options = new MaskPenaltyOptions { Kind = MaskPenaltyKind.ActDiff, Weight = lambda, AdversarialWeight = adversarial, DiscriminatorLearningRate = 1e-2 };
+        var objective = new MaskPenaltyObjective(options, Objectives.Supervised(head), head);
+        objective.Attach(network, new Generator((ulong)seed));
+        network.train();
+        return (objective, network, head);
+    }
+
+    private static TensorBatch Batch(Tensor x, Tensor labels, Tensor mask) =>
+        new(x, labels, null, (int)x.shape[0], new Dictionary<string, Tensor> { [MaskPenaltyOptions.MaskBatchColumn] = mask });
+
+    [Test]
+    public void TheAdversarialTermAddsAPositiveCrossEntropyAndItsDiscriminatorLearns()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn(new long[] { Rows, Dims }, generator: new Generator(3));
+        // Outside the mask (the last 3 values) the rows carry a large offset that shuffling moves between positions.
+        x[TensorIndex.Colon, TensorIndex.Slice(3, 6)] = x[TensorIndex.Colon, TensorIndex.Slice(3, 6)] * 3 + arange(3).to(float32) * 4;
+        var labels = tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 });
+        var mask = ones(Rows, Dims);
+        mask[TensorIndex.Colon, TensorIndex.Slice(3, 6)] = zeros(Rows, 3);
+        using var batch = Batch(x, labels, mask);
+        var (plain, network, _) = Setup(0.7, 0, seed: 4);
+        var (adversarial, _, _) = Setup(0.7, 2, seed: 4);
+        Func<TensorBatch, Tensor> forward = b => network.forward(b.Features);
+        double a = plain.Loss(forward, batch).item<float>();
+        double b = adversarial.Loss(forward, batch).item<float>();
+        // The swapped-label cross-entropy of two sets of rows is positive: the variant adds 2 × a positive term.
+        Assert.That(b - a, Is.GreaterThan(0.1), "the adversarial term is added with its weight");
+        Assert.That(adversarial.Discriminator, Is.Not.Null);
+        double first = adversarial.Discriminator!.LastLoss;
+        for (int step = 0; step < 60; step++)
+            adversarial.Loss(forward, batch).Dispose();
+        Assert.That(adversarial.Discriminator.LastLoss, Is.LessThan(first - 0.05),
+            "the discriminator's own steps lower its loss on activations it can tell apart (the network is not trained here)");
+    }
+
+    [Test]
+    public void TheAdversarialWeightIsCheckedAndAppliesToActDiffOnly()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MlpTrainer.Options
+            { Penalty = new MaskPenaltyOptions { Kind = MaskPenaltyKind.GradMask, AdversarialWeight = 1 } }.Check());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MlpTrainer.Options
+            { Penalty = new MaskPenaltyOptions { Kind = MaskPenaltyKind.ActDiff, AdversarialWeight = -1 } }.Check());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MlpTrainer.Options
+            { Penalty = new MaskPenaltyOptions { Kind = MaskPenaltyKind.ActDiff, AdversarialWeight = 1, DiscriminatorLearningRate = 0 } }.Check());
+    }
+
+    [Test]
+    public void AFullMaskSkipsTheAdversarialTermToo()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn(new long[] { Rows, Dims }, generator: new Generator(3));
+        var labels = tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 });
+        using var batch = Batch(x, labels, ones(Rows, Dims));
+        var (objective, network, head) = Setup(0.7, 2, seed: 4);
+        Func<TensorBatch, Tensor> forward = b => network.forward(b.Features);
+        Assert.That(objective.Loss(forward, batch).item<float>(), Is.EqualTo(head.Loss(network.forward(x), batch).item<float>()));
+        Assert.That(objective.Discriminator, Is.Null, "no discriminator is created while no row has values outside its mask");
+    }
+}

@@ -104,6 +104,31 @@ public sealed class MaskPenaltyTrainerTests
     }
 
     [Test]
+    public void TheAdversarialActDiffChangesTrainingButNotWhatIsSaved()
+    {
+        var ml = new MLContext(1);
+        var train = Images(ml, 64, 1);
+        var adversarial = new MaskPenaltyOptions { Kind = MaskPenaltyKind.ActDiff, AdversarialWeight = 1 };
+        using var plain = ml.BinaryClassification.Trainers.HazyCnn(Cnn(new MaskPenaltyOptions { Kind = MaskPenaltyKind.ActDiff })).Fit(train);
+        using var model = ml.BinaryClassification.Trainers.HazyCnn(Cnn(adversarial)).Fit(train);
+        var test = ml.Transforms.SelectColumns(nameof(Row.Label), nameof(Row.Features)).Fit(Images(ml, 30, 2)).Transform(Images(ml, 30, 2));
+        var scores = Scores(ml, model, test);
+        Assert.That(scores, Is.Not.EqualTo(Scores(ml, plain, test)), "the adversarial term changes the training");
+        var path = Path.Combine(TestContext.CurrentContext.WorkDirectory, $"mask-disc-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(model, train.Schema, path);
+            var loaded = ml.Model.Load(path, out _);
+            Assert.That(Scores(ml, loaded, test), Is.EqualTo(scores).Within(1e-5), "the discriminator is not part of the model");
+            (loaded as IDisposable)?.Dispose();
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
     public void AnMlpWithRrrAndAnS4DWithActDiffTrain()
     {
         var ml = new MLContext(1);
