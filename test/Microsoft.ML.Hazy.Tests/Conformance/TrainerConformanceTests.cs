@@ -28,6 +28,9 @@ public abstract class TrainerConformanceTests
 
     protected virtual string LabelColumn => "Label";
 
+    /// <summary>The column the model's output is read from: <c>Score</c>, or the embedding column of an embedding trainer.</summary>
+    protected virtual string ScoreColumn => Kind == PredictionKind.Embedding ? "Embedding" : "Score";
+
     private HazyPredictionTransformer Train(int seed = 7, IDataView? data = null)
     {
         var ml = new MLContext(seed);
@@ -59,6 +62,12 @@ public abstract class TrainerConformanceTests
             var classes = ((KeyDataViewType)data.Schema[LabelColumn].Type).Count;
             Assert.That(((VectorDataViewType)actual["Score"].Type).Size, Is.EqualTo(classes), "Score has one slot per class");
             Assert.That(((KeyDataViewType)actual["PredictedLabel"].Type).Count, Is.EqualTo(classes), "PredictedLabel has the label's cardinality");
+        }
+        else if (Kind == PredictionKind.Embedding)
+        {
+            Assert.That(actual[ScoreColumn].Type, Is.InstanceOf<VectorDataViewType>().And.Property(nameof(VectorDataViewType.Size)).GreaterThan(0),
+                "the embedding is a known-size vector");
+            Assert.That(((VectorDataViewType)actual[ScoreColumn].Type).ItemType, Is.EqualTo(NumberDataViewType.Single));
         }
         else
         {
@@ -95,9 +104,9 @@ public abstract class TrainerConformanceTests
         var ml = new MLContext(3);
         var data = CreateTrainingData(ml, 40, seed: 11);
         using var model = Train();
-        var batch = ConformanceHelpers.ReadScores(model.Transform(data));
+        var batch = ConformanceHelpers.ReadScores(model.Transform(data), ScoreColumn);
         var mapper = ((ITransformer)model).GetRowToRowMapper(data.Schema);
-        var score = mapper.OutputSchema["Score"];
+        var score = mapper.OutputSchema[ScoreColumn];
         using var cursor = data.GetRowCursor(data.Schema);
         using var row = mapper.GetRow(cursor, new[] { score });
         int i = 0;
@@ -117,9 +126,9 @@ public abstract class TrainerConformanceTests
         using var a = Train(seed: 21);
         using var b = Train(seed: 21);
         using var c = Train(seed: 22);
-        var sa = ConformanceHelpers.ReadScores(a.Transform(data));
-        var sb = ConformanceHelpers.ReadScores(b.Transform(data));
-        var sc = ConformanceHelpers.ReadScores(c.Transform(data));
+        var sa = ConformanceHelpers.ReadScores(a.Transform(data), ScoreColumn);
+        var sb = ConformanceHelpers.ReadScores(b.Transform(data), ScoreColumn);
+        var sc = ConformanceHelpers.ReadScores(c.Transform(data), ScoreColumn);
         Assert.That(sb, Is.EqualTo(sa));
         Assert.That(sc, Is.Not.EqualTo(sa));
     }
@@ -129,7 +138,7 @@ public abstract class TrainerConformanceTests
     {
         var data = CreateTrainingData(new MLContext(1), 64, seed: 17);
         using var model = Train();
-        var onnx = ConformanceHelpers.ReadScores(model.Transform(data));
+        var onnx = ConformanceHelpers.ReadScores(model.Transform(data), ScoreColumn);
         var torch = model.ScoreWithTorch(data);
         Assert.That(onnx.Length, Is.EqualTo(torch.Length));
         for (int i = 0; i < onnx.Length; i++)
@@ -143,7 +152,7 @@ public abstract class TrainerConformanceTests
         int d = features[0].Length;
         var input = new DenseTensorOf(features, d);
         using var results = session.Run(new[] { NamedOnnxValue.CreateFromTensor(FeatureColumn, input.Tensor) });
-        var scores = results.First(r => r.Name == "Score").AsTensor<float>();
+        var scores = results.First(r => r.Name == ScoreColumn).AsTensor<float>();
         for (int i = 0; i < features.Length; i++)
         {
             var row = Enumerable.Range(0, (int)scores.Dimensions[1]).Select(j => scores[i, j]).ToArray();
@@ -225,6 +234,7 @@ public abstract class TrainerConformanceTests
     private string[] ExpectedOutputs() => Kind switch
     {
         PredictionKind.Regression => new[] { "Score" },
+        PredictionKind.Embedding => new[] { ScoreColumn },
         PredictionKind.BinaryClassification => new[] { "Score", "Probability", "PredictedLabel" },
         _ => new[] { "Score", "PredictedLabel" },
     };
@@ -274,10 +284,10 @@ internal static class ConformanceHelpers
         return def;
     }
 
-    /// <summary>The Score column of every row as a float array (one element for scalar scores).</summary>
-    public static float[][] ReadScores(IDataView scored)
+    /// <summary>The Score column (or <paramref name="column"/>) of every row as a float array (one element for scalar scores).</summary>
+    public static float[][] ReadScores(IDataView scored, string column = "Score")
     {
-        var score = scored.Schema["Score"];
+        var score = scored.Schema[column];
         using var cursor = scored.GetRowCursor(new[] { score });
         var read = ScoreReader(cursor, score);
         var rows = new List<float[]>();

@@ -4,6 +4,7 @@ using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Tests.Conformance;
 using Microsoft.ML.Hazy.Tests.Mlp;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.Hazy.Training;
 using NUnit.Framework;
 
 namespace Microsoft.ML.Hazy.Tests.Embedding;
@@ -125,4 +126,46 @@ public sealed class EmbeddingTrainerTests
     private static double Dot(float[] a, float[] b) => a.Zip(b, (x, y) => (double)x * y).Sum();
 
     private static double Norm(float[] v) => Math.Sqrt(Dot(v, v));
+}
+
+/// <summary>The trainer conformance suite on the embedding head: the MLP embedding trainer.</summary>
+[TestFixture]
+public sealed class EmbeddingConformanceTests : TrainerConformanceTests
+{
+    protected override PredictionKind Kind => PredictionKind.Embedding;
+
+    protected override IEstimator<HazyPredictionTransformer> CreateTrainer(MLContext ml) => ml.Hazy().Embedding(new EmbeddingTrainer.Options
+    {
+        EmbeddingSize = 4,
+        HiddenLayers = new[] { 16 },
+        NumberOfEpochs = 3,
+        BatchSize = 16,
+        LearningRate = 1e-2,
+    });
+
+    protected override IDataView CreateTrainingData(MLContext ml, int rows = 240, int seed = 1) => Blobs.Keyed(ml, Blobs.Make(rows, seed));
+
+    protected override IDataView CreateSingleClassData(MLContext ml) => Blobs.Keyed(ml, Blobs.Make(30, 1, classes: 1));
+}
+
+/// <summary>The trainer conformance suite on the contrastive trainer (spread loss, MLP encoder, identical views).</summary>
+[TestFixture]
+public sealed class ContrastiveConformanceTests : TrainerConformanceTests
+{
+    protected override PredictionKind Kind => PredictionKind.Embedding;
+
+    protected override IEstimator<HazyPredictionTransformer> CreateTrainer(MLContext ml)
+    {
+        var options = Microsoft.ML.Hazy.Contrastive.ContrastiveTrainer.Options.Spread();
+        options.EmbeddingSize = 4;
+        options.HiddenLayers = new[] { 16 };
+        options.NumberOfEpochs = 3;
+        options.BatchSize = 16;
+        options.LearningRate = 1e-2;
+        return ml.Hazy().Contrastive(options);
+    }
+
+    protected override IDataView CreateTrainingData(MLContext ml, int rows = 240, int seed = 1) => Blobs.Keyed(ml, Blobs.Make(rows, seed));
+
+    protected override IDataView CreateSingleClassData(MLContext ml) => Blobs.Keyed(ml, Blobs.Make(30, 1, classes: 1));
 }
