@@ -1,6 +1,7 @@
 using Microsoft.ML.Hazy.Cnn;
 using Microsoft.ML.Hazy.Data;
 using Microsoft.ML.Hazy.Heads;
+using Microsoft.ML.Hazy.Sequence;
 using Microsoft.ML.Hazy.Training;
 
 namespace Microsoft.ML.Hazy.Contrastive;
@@ -13,6 +14,12 @@ public enum ContrastiveEncoder
 
     /// <summary>The Hazy CNN over C×H×W images (convolutions of <see cref="ContrastiveTrainer.Options.Filters"/>).</summary>
     Cnn,
+
+    /// <summary>
+    /// A Hazy sequence network (S4D or Transformer blocks, pooled over the valid steps) over a time-major sequence column, as
+    /// <see cref="ContrastiveTrainer.Options.Sequence"/> describes it; its training augmentations make the two views.
+    /// </summary>
+    Sequence,
 }
 
 /// <summary>
@@ -27,14 +34,15 @@ public enum ContrastiveEncoder
 /// | Input column | Type |
 /// | -- | -- |
 /// | `Label` | key (training only; the coarse label) |
-/// | `Features` | known-size vector of Single (for the CNN and for augmentation: C·H·W values, channel after channel, row by row) |
+/// | `Features` | known-size vector of Single (for the CNN and for augmentation: C·H·W values, channel after channel, row by row); for the sequence encoder a known- or variable-size vector of L·C values, time-major |
 ///
 /// | Output column | Type |
 /// | -- | -- |
 /// | `Embedding` (<see cref="Options.OutputColumnName"/>) | vector of Single of <see cref="Options.EmbeddingSize"/> values, unit L2 norm when <see cref="Options.Normalize"/> |
 ///
 /// The training loss of a batch is <see cref="Options.ContrastiveWeight"/> × the <see cref="Options.Loss"/> of two random
-/// views (<see cref="Options.Augmentation"/>, when <see cref="Options.Height"/> is set; otherwise both views are the input)
+/// views (<see cref="Options.Augmentation"/>, when <see cref="Options.Height"/> is set; for the sequence encoder the crop, time
+/// mask, scaling and jitter of <see cref="Options.Sequence"/>, drawn independently for each view; otherwise both views are the input)
 /// + <see cref="Options.ClassificationWeight"/> × the cross-entropy of a linear classifier of the label over the embedding
 /// (the reference's SupCon runs carry it too; with weight 0 it learns from detached embeddings and only serves validation)
 /// + <see cref="Options.ReconstructionWeight"/> × the mean squared error of an MLP decoder's reconstruction of the view from
@@ -76,7 +84,7 @@ public sealed class ContrastiveTrainer : HazyTrainer<ContrastiveTrainer.Options>
         /// <summary>The output column.</summary>
         public string OutputColumnName { get; set; } = DefaultColumnNames.Embedding;
 
-        /// <summary>The encoder: the Hazy MLP (default) or CNN.</summary>
+        /// <summary>The encoder: the Hazy MLP (default), CNN or a sequence network (<see cref="Sequence"/>).</summary>
         public ContrastiveEncoder Encoder { get; set; } = ContrastiveEncoder.Mlp;
 
         /// <summary>Widths of the MLP encoder's hidden layers.</summary>
@@ -102,6 +110,14 @@ public sealed class ContrastiveTrainer : HazyTrainer<ContrastiveTrainer.Options>
 
         /// <summary>The CNN encoder's padding.</summary>
         public int Padding { get; set; } = CnnTrainer.Options.Defaults.Padding;
+
+        /// <summary>
+        /// The sequence encoder (when <see cref="Encoder"/> is <see cref="ContrastiveEncoder.Sequence"/>): its channels, maximum length,
+        /// backbone, width, depth, normalisation, pooling and training augmentations, which make the contrastive views
+        /// (<see cref="SequenceViews"/> gives a starting point). Its own training settings (epochs, batch size, learning rate,
+        /// seed) are not read: these options' are. A width or depth left at 0 is sized to the data as the sequence trainer does.
+        /// </summary>
+        public SequenceTrainer.Options? Sequence { get; set; }
 
         /// <summary>The contrastive loss; null trains without one. Default: <see cref="ContrastiveLoss.Spread"/> (SupCon + cNCE, α = 0.5).</summary>
         public ContrastiveLoss? Loss { get; set; } = ContrastiveLoss.Spread();
@@ -134,6 +150,30 @@ public sealed class ContrastiveTrainer : HazyTrainer<ContrastiveTrainer.Options>
         /// <summary>Cross-entropy alone (the supervised baseline, trained with the same encoder and views).</summary>
         public static Options CrossEntropy() => new() { Loss = null };
 
+        /// <summary>
+        /// A sequence encoder for contrastive training: a bidirectional 2 × 64 S4D backbone with mean pooling, per-series
+        /// z-normalisation for one channel (as the UCR preset), and the views' augmentations: a random crop of 80 % of the
+        /// valid steps, a time mask of 10 %, per-channel scaling σ 0.1 and jitter σ 0.05. Set it as <see cref="Sequence"/>
+        /// with <see cref="Encoder"/> = <see cref="ContrastiveEncoder.Sequence"/>.
+        /// </summary>
+        /// <param name="channels">Values per time step.</param>
+        /// <param name="maximumLength">For a variable-size column, the most time steps a row may have when scoring; 0 takes the longest training row.</param>
+        /// <param name="backbone">The blocks' layer type.</param>
+        public static SequenceTrainer.Options SequenceViews(int channels = 1, int maximumLength = 0, SequenceBackbone backbone = SequenceBackbone.S4D) => new()
+        {
+            Channels = channels,
+            MaximumLength = maximumLength,
+            Backbone = backbone,
+            ModelDimension = 64,
+            NumberOfLayers = 2,
+            Bidirectional = true,
+            NormalizeSeries = channels == 1,
+            RandomCropFraction = 0.8,
+            TimeMaskFraction = 0.1,
+            ScalingStandardDeviation = 0.1,
+            JitterStandardDeviation = 0.05,
+        };
+
         internal override void Check()
         {
             base.Check();
@@ -146,6 +186,12 @@ public sealed class ContrastiveTrainer : HazyTrainer<ContrastiveTrainer.Options>
             Require(Channels > 0, nameof(Channels), Channels, "must be positive");
             Require(Height >= 0 && Width >= 0 && (Height == 0) == (Width == 0), nameof(Height), $"{Height}×{Width}", "must both be positive for images, or both 0");
             Require(Encoder != ContrastiveEncoder.Cnn || Height > 0, nameof(Height), Height, "must be set for the CNN encoder");
+            Require(Encoder != ContrastiveEncoder.Sequence || Sequence is not null, nameof(Sequence), null, "must describe the sequence encoder (see SequenceViews)");
+            Require(Encoder != ContrastiveEncoder.Sequence || Height == 0, nameof(Height), Height, "must be 0 for the sequence encoder (its views come from Sequence's augmentations)");
+            Require(Encoder != ContrastiveEncoder.Sequence || ReconstructionWeight == 0, nameof(ReconstructionWeight), ReconstructionWeight,
+                "must be 0 for the sequence encoder (the decoder reconstructs fixed-size vectors; rows of a sequence column may differ in length)");
+            if (Encoder == ContrastiveEncoder.Sequence)
+                Sequence!.Check();
             Require(Filters is not null && Filters.Length > 0 && Filters.All(f => f > 0), nameof(Filters), null, "must list positive filter counts");
             Require(ContrastiveWeight >= 0 && double.IsFinite(ContrastiveWeight), nameof(ContrastiveWeight), ContrastiveWeight, "must be non-negative");
             Require(ClassificationWeight >= 0 && double.IsFinite(ClassificationWeight), nameof(ClassificationWeight), ClassificationWeight, "must be non-negative");
@@ -172,6 +218,9 @@ public sealed class ContrastiveTrainer : HazyTrainer<ContrastiveTrainer.Options>
 
     private static EmbeddingHead Head(Options options) => new(options.EmbeddingSize, options.Normalize, options.OutputColumnName);
 
+    private protected override SequenceInput? SchemaSequence =>
+        TrainerOptions is { Encoder: ContrastiveEncoder.Sequence, Sequence: { } s } ? new(s.Channels, s.MaximumLength) : null;
+
     private protected override TrainingPlan PlanTraining(IDataView input, Options options)
     {
         var head = Head(options);
@@ -185,8 +234,27 @@ public sealed class ContrastiveTrainer : HazyTrainer<ContrastiveTrainer.Options>
         }
         ContrastiveNetwork? network = null;
         var decoder = options.ReconstructionWeight > 0 ? options.DecoderHiddenLayers.ToArray() : null;
-        return new TrainingPlan("Hazy.Contrastive", options,
-            (features, classes) => network = new ContrastiveNetwork(ContrastiveNetwork.EncoderFactory(options, features, head.Size), head, classes, features, decoder),
+        Func<int, Func<TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>>> encoder = features => ContrastiveNetwork.EncoderFactory(options, features, head.Size);
+        SequenceInput? sequence = null;
+        var trainOptions = (HazyTrainerOptions)options;
+        if (options.Encoder == ContrastiveEncoder.Sequence)
+        {
+            // The sequence trainer's sizing fills a width or depth left at 0; these options' batch size and epochs stand.
+            var s = options.Sequence!.Copy();
+            s.FeatureColumnName = options.FeatureColumnName;
+            s.BatchSize = options.BatchSize;
+            s.NumberOfEpochs = options.NumberOfEpochs;
+            using (var channel = Environment.Env.Register("Hazy.Contrastive.Sequence").Start("Sizing"))
+                s = SequenceSizing.Resolve(s, input, channel);
+            var backbone = SequenceBackbones.Create(s);
+            var (shape, treatment) = s.NetworkShape();
+            encoder = channels => () => new SequenceNetwork(channels, head.Size, s.NumberOfLayers, shape, s.Normalization, s.PreNorm, backbone, treatment);
+            sequence = new SequenceInput(s.Channels, s.MaximumLength,
+                (rows, steps) => 2 * SequenceNetwork.TrainingBytes(backbone, shape, s.NumberOfLayers, s.Channels, rows, steps));
+        }
+        return new TrainingPlan("Hazy.Contrastive", trainOptions,
+            (features, classes) => network = new ContrastiveNetwork(encoder(features), head, classes, features, decoder),
+            Sequence: sequence,
             Objective: new ContrastiveObjective(() => network ?? throw new InvalidOperationException("The network was not built."), options),
             Export: trained =>
             {

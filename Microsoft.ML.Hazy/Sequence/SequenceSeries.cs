@@ -162,9 +162,10 @@ internal sealed class SequencePool : nn.Module<Tensor, Tensor>
 /// <param name="CropFraction">The fraction of each row's valid steps a random crop keeps; 1 keeps the whole row.</param>
 /// <param name="Jitter">The standard deviation of Gaussian noise added to every valid value; 0 adds none.</param>
 /// <param name="Scaling">The standard deviation of a factor 1 + σ·N(0, 1) drawn per row and channel; 0 scales nothing.</param>
-internal sealed record SequenceAugmentation(double CropFraction, double Jitter, double Scaling)
+/// <param name="TimeMask">The fraction of each row's valid steps a random contiguous span sets to 0 (all channels); 0 masks nothing.</param>
+internal sealed record SequenceAugmentation(double CropFraction, double Jitter, double Scaling, double TimeMask = 0)
 {
-    public bool IsIdentity => CropFraction >= 1 && Jitter <= 0 && Scaling <= 0;
+    public bool IsIdentity => CropFraction >= 1 && Jitter <= 0 && Scaling <= 0 && TimeMask <= 0;
 }
 
 /// <summary>
@@ -188,7 +189,8 @@ internal sealed class SequenceAugmenter : nn.Module<Tensor, Tensor>, ISeededModu
     /// <summary>
     /// The augmented batch [B, L, C] and its rows' lengths (null when every row has all L steps). A crop of k = max(1,
     /// round(f·n)) of a row's n valid steps starts at a uniform offset in [0, n − k] and is moved to the front; the steps after
-    /// it become padding. Then each row and channel is scaled, then jittered; padded steps stay 0.
+    /// it become padding. Then a time mask sets round(m·n) consecutive valid steps (n counted after the crop) to 0, starting
+    /// at a uniform offset in [0, n − round(m·n)]; then each row and channel is scaled, then jittered; padded steps stay 0.
     /// </summary>
     public (Tensor Features, Tensor? Lengths) Augment(Tensor x, Tensor? lengths)
     {
@@ -215,6 +217,8 @@ internal sealed class SequenceAugmenter : nn.Module<Tensor, Tensor>, ISeededModu
             cropped = keep;
         }
         var mask = SequenceNetwork.Mask(cropped ?? lengths, steps, x.dtype);
+        if (Augmentation.TimeMask > 0)
+            x = x.mul(TimeMaskKeep(cropped ?? lengths, batch, steps, x));
         if (Augmentation.Scaling > 0)
         {
             using var sigma = Augmentation.Scaling.ToScalar();
@@ -231,5 +235,21 @@ internal sealed class SequenceAugmenter : nn.Module<Tensor, Tensor>, ISeededModu
         if (mask is not null)
             x = x.mul(mask);
         return (x.MoveToOuterDisposeScope(), cropped is null ? lengths : cropped.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>A [B, L, 1] tensor of x's type: 0 on each row's masked span of round(m·n) of its n valid steps, 1 elsewhere.</summary>
+    private Tensor TimeMaskKeep(Tensor? lengths, long batch, long steps, Tensor x)
+    {
+        using var stepCount = steps.ToScalar();
+        using var one = 1.ToScalar();
+        using var zero = 0.ToScalar();
+        using var fraction = Augmentation.TimeMask.ToScalar();
+        var n = lengths ?? full(new long[] { batch }, stepCount, ScalarType.Int64, x.device);
+        var span = n.to(ScalarType.Float64).mul(fraction).round().to(ScalarType.Int64);
+        using var u = rand(new long[] { batch }, ScalarType.Float64, x.device, generator: Generator);
+        var start = u.mul(n.sub(span).add(one, one).to(ScalarType.Float64)).floor().to(ScalarType.Int64).unsqueeze(1);
+        var positions = arange(zero, stepCount, one, ScalarType.Int64, x.device).unsqueeze(0);
+        var inside = positions.ge(start).logical_and(positions.lt(start.add(span.unsqueeze(1), one)));
+        return inside.logical_not().to(x.dtype).unsqueeze(2);
     }
 }

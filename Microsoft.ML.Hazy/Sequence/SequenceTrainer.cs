@@ -107,6 +107,9 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
 
             /// <summary>Training scaling: 0, none.</summary>
             public const double ScalingStandardDeviation = 0;
+
+            /// <summary>No time mask: 0.</summary>
+            public const double TimeMaskFraction = 0;
         }
 
         /// <summary>Sets the reference's learning rate and weight decay, and leaves batch size and epochs to be sized to the data.</summary>
@@ -185,6 +188,12 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
         /// </remarks>
         public double ScalingStandardDeviation { get; set; } = Defaults.ScalingStandardDeviation;
 
+        /// <summary>
+        /// Training augmentation: the fraction of each row's valid steps (after the crop) that a random contiguous span sets to 0
+        /// in every channel, in [0, 1); 0 turns it off. Applied after the crop and before scaling and jitter.
+        /// </summary>
+        public double TimeMaskFraction { get; set; } = Defaults.TimeMaskFraction;
+
         /// <summary>Options of the S4D backbone.</summary>
         public S4DOptions S4D { get; set; } = new();
 
@@ -205,6 +214,7 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
             Require(RandomCropFraction > 0 && RandomCropFraction <= 1, nameof(RandomCropFraction), RandomCropFraction, "must be in (0, 1]; 1 turns the crop off");
             Require(JitterStandardDeviation >= 0 && double.IsFinite(JitterStandardDeviation), nameof(JitterStandardDeviation), JitterStandardDeviation, "must be a finite non-negative number");
             Require(ScalingStandardDeviation >= 0 && double.IsFinite(ScalingStandardDeviation), nameof(ScalingStandardDeviation), ScalingStandardDeviation, "must be a finite non-negative number");
+            Require(TimeMaskFraction >= 0 && TimeMaskFraction < 1, nameof(TimeMaskFraction), TimeMaskFraction, "must be in [0, 1); 0 turns the time mask off");
             Require(MonarchBlocks >= 0, nameof(MonarchBlocks), MonarchBlocks, "must be 0 (dense) or a positive block count");
             // The backbone checks its own options (S4D's state size, the Transformer's heads) as it is built.
             SequenceBackbones.Create(this);
@@ -212,6 +222,12 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
 
         /// <summary>A shallow copy.</summary>
         internal Options Copy() => (Options)MemberwiseClone();
+
+        /// <summary>The network's block shape and input treatment (normalisation, pooling, training augmentations) these options describe.</summary>
+        internal (SequenceNetworkShape Shape, SequenceInputTreatment Treatment) NetworkShape() =>
+            (new SequenceNetworkShape(ModelDimension, DropoutRate, Bidirectional, MonarchBlocks),
+             new SequenceInputTreatment(NormalizeSeries, Pooling,
+                 new SequenceAugmentation(RandomCropFraction, JitterStandardDeviation, ScalingStandardDeviation, TimeMaskFraction)));
 
         /// <summary>
         /// Complete recipes to start from, measured by the samples (<c>Hazy.Samples s4d</c>): each returns new options
@@ -302,9 +318,7 @@ public sealed class SequenceTrainer : HazyTrainer<SequenceTrainer.Options>
             resolved = SequenceSizing.Resolve(options, input, channel);
         options = resolved;
         var backbone = SequenceBackbones.Create(options);
-        var shape = new SequenceNetworkShape(options.ModelDimension, options.DropoutRate, options.Bidirectional, options.MonarchBlocks);
-        var treatment = new SequenceInputTreatment(options.NormalizeSeries, options.Pooling,
-            new SequenceAugmentation(options.RandomCropFraction, options.JitterStandardDeviation, options.ScalingStandardDeviation));
+        var (shape, treatment) = options.NetworkShape();
         return new TrainingPlan("Hazy.Sequence." + options.Backbone, options.WithLayerGroups(backbone.LayerParameterGroups),
             (channels, outputs) => new SequenceNetwork(channels, outputs, options.NumberOfLayers, shape, options.Normalization, options.PreNorm, backbone, treatment),
             Sequence: new SequenceInput(options.Channels, options.MaximumLength,

@@ -187,6 +187,8 @@ public sealed class TimeSeriesPracticeTests
     [TestCase(nameof(SequenceTrainer.Options.RandomCropFraction), 1.5)]
     [TestCase(nameof(SequenceTrainer.Options.JitterStandardDeviation), -0.1)]
     [TestCase(nameof(SequenceTrainer.Options.ScalingStandardDeviation), double.NaN)]
+    [TestCase(nameof(SequenceTrainer.Options.TimeMaskFraction), 1.0)]
+    [TestCase(nameof(SequenceTrainer.Options.TimeMaskFraction), -0.1)]
     public void BadAugmentationOptionsAreRefusedNamingTheOption(string name, double value)
     {
         var options = Waves.SmallOptions();
