@@ -3,6 +3,7 @@ using Microsoft.ML.Hazy.Embedding;
 using Microsoft.ML.Hazy.Heads;
 using Microsoft.ML.Hazy.Tests.Conformance;
 using Microsoft.ML.Hazy.Tests.Mlp;
+using Microsoft.ML.Hazy.Tests.Sequence;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.Hazy.Training;
 using NUnit.Framework;
@@ -168,4 +169,32 @@ public sealed class ContrastiveConformanceTests : TrainerConformanceTests
     protected override IDataView CreateTrainingData(MLContext ml, int rows = 240, int seed = 1) => Blobs.Keyed(ml, Blobs.Make(rows, seed));
 
     protected override IDataView CreateSingleClassData(MLContext ml) => Blobs.Keyed(ml, Blobs.Make(30, 1, classes: 1));
+}
+
+/// <summary>The trainer conformance suite on the contrastive trainer with a sequence encoder (S4D, crop/mask/scale/jitter views).</summary>
+[TestFixture]
+public sealed class SequenceContrastiveConformanceTests : TrainerConformanceTests
+{
+    protected override PredictionKind Kind => PredictionKind.Embedding;
+
+    protected override IEstimator<HazyPredictionTransformer> CreateTrainer(MLContext ml)
+    {
+        var sequence = Microsoft.ML.Hazy.Contrastive.ContrastiveTrainer.Options.SequenceViews(Waves.Channels);
+        sequence.ModelDimension = 8;
+        sequence.NumberOfLayers = 1;
+        sequence.S4D = new Microsoft.ML.Hazy.Sequence.S4D.S4DOptions { StateSize = 8 };
+        var options = Microsoft.ML.Hazy.Contrastive.ContrastiveTrainer.Options.Spread();
+        options.Encoder = Microsoft.ML.Hazy.Contrastive.ContrastiveEncoder.Sequence;
+        options.Sequence = sequence;
+        options.Augmentation = null;
+        options.EmbeddingSize = 4;
+        options.NumberOfEpochs = 3;
+        options.BatchSize = 32;
+        options.LearningRate = 1e-2;
+        return ml.Hazy().Contrastive(options);
+    }
+
+    protected override IDataView CreateTrainingData(MLContext ml, int rows = 240, int seed = 1) => Waves.Keyed(ml, Waves.Make(rows, seed));
+
+    protected override IDataView CreateSingleClassData(MLContext ml) => Waves.Keyed(ml, Waves.Make(30, 1, classes: 1));
 }
